@@ -1,0 +1,363 @@
+"""persist_cache against functools.lru_cache, cachetools, diskcache.memoize, joblib.
+
+Run alone with ``python benchmarks/bench_memo.py [--quick]``, or everything with
+``python benchmarks/run.py``.
+
+The memoized function does nothing (it formats its arguments), so every figure is
+the decorator's own cost: the key of the call, the lookup, the copy of the result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness import (
+    Entry,
+    Report,
+    Unavailable,
+    header,
+    run_python,
+    run_section,
+    scratch_dir,
+    timed,
+)
+
+TEXT = "Summarize the following paragraph in one sentence, keep names: " + "x" * 16
+
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+@dataclass(frozen=True)
+class Sizes:
+    rounds: int
+    fast_ops: int  # calls per round for in-memory hits
+    disk_ops: int  # calls per round for hits from disk and misses (no fsync)
+    slow_ops: int  # calls per round for joblib and for misses that fsync
+    disk_args: int  # distinct cached calls read back from disk
+    fresh_runs: int
+
+
+FULL = Sizes(7, 5000, 1000, 40, 2000, 5)
+QUICK = Sizes(3, 1000, 300, 15, 500, 3)
+
+
+# ---------------------------------------------------------------- systems
+
+
+def _lru(tmp: Path) -> tuple[Decorator, Callable[[], None]]:
+    return functools.lru_cache(maxsize=128), lambda: None
+
+
+def _cachetools(tmp: Path) -> tuple[Decorator, Callable[[], None]]:
+    import cachetools
+
+    return cachetools.cached(cachetools.LRUCache(maxsize=128)), lambda: None
+
+
+def _diskcache(tmp: Path) -> tuple[Decorator, Callable[[], None]]:
+    try:
+        import diskcache
+    except ImportError as exc:
+        raise Unavailable(f"diskcache not installed ({exc})") from None
+    cache = diskcache.Cache(str(tmp))
+    return cache.memoize(), cache.close
+
+
+def _joblib(tmp: Path) -> tuple[Decorator, Callable[[], None]]:
+    try:
+        import joblib
+    except ImportError as exc:
+        raise Unavailable(f"joblib not installed ({exc})") from None
+    return joblib.Memory(str(tmp), verbose=0).cache, lambda: None
+
+
+def _persist(**options: Any) -> Callable[[Path], tuple[Decorator, Callable[[], None]]]:
+    def make(tmp: Path) -> tuple[Decorator, Callable[[], None]]:
+        try:
+            from persistdict import persist_cache
+        except ImportError as exc:
+            raise Unavailable(f"persist_cache not importable ({exc})") from None
+        try:
+            deco = persist_cache(tmp, **options)
+        except (TypeError, ValueError) as exc:  # an option this version lacks
+            raise Unavailable(
+                f"persist_cache(path, **{options}) failed: {exc}"
+            ) from None
+        return deco, lambda: None
+
+    return make
+
+
+SYSTEMS: dict[str, Callable[[Path], tuple[Decorator, Callable[[], None]]]] = {
+    "functools.lru_cache": _lru,
+    "cachetools.cached": _cachetools,
+    "diskcache.memoize": _diskcache,
+    "joblib.Memory": _joblib,
+    "persist_cache": _persist(),
+    "persist_cache maxsize=0": _persist(maxsize=0),
+}
+IN_MEMORY = ("functools.lru_cache", "cachetools.cached")
+
+
+def body_str(x: int, text: str) -> str:
+    return f"{text}:{x}"
+
+
+def body_dict(x: int, text: str) -> dict[str, Any]:
+    return {"x": x, "text": text, "tokens": [1, 2, 3]}
+
+
+def _decorate(
+    system: str, tmp: Path, body: Callable[..., Any], skipped: dict[str, str]
+) -> tuple[Callable[..., Any], Callable[[], None]] | None:
+    try:
+        deco, close = SYSTEMS[system](tmp / system.replace(" ", "_"))
+    except Unavailable as exc:
+        skipped[system] = str(exc)
+        return None
+
+    # a fresh function object per system, so no two decorators share one
+    @functools.wraps(body)
+    def fn(x: int, text: str) -> Any:
+        return body(x, text)
+
+    return deco(fn), close
+
+
+def _calls(f: Callable[..., Any], args: list[int]) -> Callable[[], None]:
+    def run() -> None:
+        for x in args:
+            f(x, TEXT)
+
+    return run
+
+
+# ---------------------------------------------------------------- sections
+
+
+def warm_sections(report: Report, sizes: Sizes, tmp: Path) -> None:
+    for kind, body in (("str", body_str), ("dict", body_dict)):
+        skipped: dict[str, str] = {}
+        entries: list[Entry] = []
+        hot = list(range(100))
+        for system in SYSTEMS:
+            if system == "persist_cache maxsize=0":
+                continue
+            made = _decorate(system, tmp / f"warm-{kind}", body, skipped)
+            if made is None:
+                continue
+            f, close = made
+            _calls(f, hot)()  # fill
+            n = sizes.slow_ops if system == "joblib.Memory" else sizes.fast_ops
+            args = [hot[i % 100] for i in range(n)]
+            entries.append(
+                Entry(
+                    system,
+                    lambda r, f=f, args=args: timed(_calls(f, args)) / len(args),
+                    "cachetools.cached",
+                    "from disk (no memory layer)" if system == "joblib.Memory" else "",
+                    close,
+                )
+            )
+        report.add(
+            run_section(
+                f"memo warm {kind}",
+                f"decorator warm hit: 100 hot calls f(i, text) -> {kind}, repeated",
+                entries,
+                sizes.rounds,
+                skipped,
+            )
+        )
+
+
+def disk_section(report: Report, sizes: Sizes, tmp: Path) -> None:
+    skipped = {s: "in-memory only: no hit from disk" for s in IN_MEMORY}
+    entries: list[Entry] = []
+    args_all = list(range(sizes.disk_args))
+    for system in SYSTEMS:
+        if system in IN_MEMORY:
+            continue
+        made = _decorate(system, tmp / "disk", body_str, skipped)
+        if made is None:
+            continue
+        f, close = made
+        n = sizes.slow_ops if system == "joblib.Memory" else sizes.disk_args
+        args = args_all[:n]
+        _calls(f, args)()  # fill
+        note = ""
+        if system == "persist_cache":
+            note = f"default memory layer, {n} distinct calls in turn"
+        entries.append(
+            Entry(
+                system,
+                lambda r, f=f, args=args: timed(_calls(f, args)) / len(args),
+                "diskcache.memoize",
+                note,
+                close,
+            )
+        )
+    report.add(
+        run_section(
+            "memo disk",
+            "decorator hit from disk: cached calls read back beyond the memory layer",
+            entries,
+            sizes.rounds,
+            skipped,
+        )
+    )
+
+
+def miss_section(report: Report, sizes: Sizes, tmp: Path) -> None:
+    skipped: dict[str, str] = {}
+    entries: list[Entry] = []
+    for system in SYSTEMS:
+        if system == "persist_cache maxsize=0":
+            continue
+        made = _decorate(system, tmp / "miss", body_str, skipped)
+        if made is None:
+            continue
+        f, close = made
+        slow = system in ("joblib.Memory", "persist_cache")
+        n = sizes.slow_ops if slow else sizes.disk_ops
+
+        def run(r: int, f: Callable[..., Any] = f, n: int = n) -> float:
+            args = [1_000_000 * (r + 2) + i for i in range(n)]
+            return timed(_calls(f, args)) / n
+
+        entries.append(Entry(system, run, "diskcache.memoize", "", close))
+    report.add(
+        run_section(
+            "memo miss",
+            "decorator miss: a new call each time (compute + store), default settings",
+            entries,
+            sizes.rounds,
+            skipped,
+        )
+    )
+
+
+FRESH_CHILD = """
+import time
+_t0 = time.perf_counter()
+{imports}
+deco = {deco}
+
+@deco
+def cached_body(x, text):
+    return f"{{text}}:{{x}}"
+
+_t1 = time.perf_counter()
+for x in range(100):
+    cached_body(x, {text!r})
+_t2 = time.perf_counter()
+print(_t2 - _t0, _t2 - _t1)
+"""
+
+FRESH_SYSTEMS = {
+    "diskcache.memoize": ("import diskcache", "diskcache.Cache({path!r}).memoize()"),
+    "joblib.Memory": ("import joblib", "joblib.Memory({path!r}, verbose=0).cache"),
+    "persist_cache": (
+        "from persistdict import persist_cache",
+        "persist_cache({path!r})",
+    ),
+}
+
+
+def fresh_section(report: Report, sizes: Sizes, tmp: Path) -> None:
+    """A new interpreter imports, decorates and makes 100 calls cached by an earlier
+    run (the warm-up round fills the cache). Timed inside the child."""
+    skipped: dict[str, str] = {}
+    entries: list[Entry] = []
+    for system, (imports, deco) in FRESH_SYSTEMS.items():
+        path = tmp / "fresh" / system
+        path.mkdir(parents=True)
+        script = path / "child.py"  # a real file: joblib reads the function's source
+        script.write_text(
+            FRESH_CHILD.format(
+                imports=imports, deco=deco.format(path=str(path / "store")), text=TEXT
+            )
+        )
+        code = f"import runpy; runpy.run_path({str(script)!r}, run_name='__main__')"
+        try:
+            run_python(code)  # fills the cache
+        except RuntimeError as exc:
+            skipped[system] = str(exc).splitlines()[-1]
+            continue
+        entries.append(
+            Entry(
+                system,
+                lambda r, code=code: float(run_python(code).split()[0]),
+                "diskcache.memoize",
+            )
+        )
+    report.add(
+        run_section(
+            "memo fresh",
+            "fresh process: import + decorate + 100 hits cached by an earlier process "
+            "(timed inside the child)",
+            entries,
+            sizes.fresh_runs,
+            skipped,
+        )
+    )
+
+
+def targets(report: Report) -> None:
+    sec = report.sections
+    for kind in ("str", "dict"):
+        s = sec.get(f"memo warm {kind}")
+        if s is not None:
+            report.target(
+                f"warm decorator hit ({kind} result) vs cachetools.cached",
+                s.ratio("persist_cache"),
+                1.5,
+            )
+    s = sec.get("memo disk")
+    if s is not None:
+        for system in ("persist_cache maxsize=0", "persist_cache"):
+            report.target(
+                f"decorator hit from disk ({system}) vs diskcache.memoize",
+                s.ratio(system),
+                0.2,
+            )
+    s = sec.get("memo fresh")
+    if s is not None:
+        report.target(
+            "fresh process import+decorate+100 hits vs diskcache.memoize",
+            s.ratio("persist_cache"),
+            0.2,
+            detail="same 0.2x bar as the hit from disk",
+        )
+
+
+def run(report: Report, quick: bool, tmp: Path) -> None:
+    sizes = QUICK if quick else FULL
+    warm_sections(report, sizes, tmp)
+    disk_section(report, sizes, tmp)
+    miss_section(report, sizes, tmp)
+    fresh_section(report, sizes, tmp)
+    targets(report)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--tmp", default=None, help="scratch directory")
+    args = parser.parse_args(argv)
+    with scratch_dir(args.tmp) as tmp:
+        report = Report()
+        report.emit(header(sys.argv, tmp))
+        report.emit()
+        run(report, args.quick, tmp)
+        report.finish()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

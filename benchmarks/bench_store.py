@@ -1,0 +1,488 @@
+"""PersistDict against raw py-lmdb, diskcache, sqlitedict and shelve.
+
+Run alone with ``python benchmarks/bench_store.py [--quick]``, or everything with
+``python benchmarks/run.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import stores
+from harness import (
+    Entry,
+    Report,
+    Unavailable,
+    header,
+    run_python,
+    run_section,
+    scratch_dir,
+    timed,
+)
+from stores import SPECS, Store, baseline_for
+
+SMALL = {"id": 1, "name": "x" * 60, "ok": True, "tags": ["a", "b"]}  # 118 B pickled
+BIG = os.urandom(100_000)  # 100 KB, incompressible
+
+
+@dataclass(frozen=True)
+class Sizes:
+    rounds: int
+    durable_ops: int  # operations per round when each costs an fsync
+    fast_ops: int  # operations per round otherwise
+    big_durable_ops: int
+    big_fast_ops: int
+    read_keys: int  # entries in the store used by the read workloads
+    big_keys: int
+    fresh_keys: int  # entries in the store a fresh process opens
+    fresh_runs: int
+    scale: tuple[int, int]
+
+
+FULL = Sizes(7, 100, 2000, 30, 200, 10_000, 100, 20_000, 7, (1_000, 100_000))
+QUICK = Sizes(3, 30, 500, 10, 50, 10_000, 40, 5_000, 3, (1_000, 20_000))
+
+# Systems of the read workloads: reads cost the same whatever the sync setting.
+# The memory layer matters, so PersistDict appears with cache_size=0 (every read goes
+# to LMDB) and with its default layer (128 entries, fewer than the keys read).
+READ_SYSTEMS: list[tuple[str, str, dict[str, Any]]] = [
+    ("lmdb-raw", "lmdb-raw", {}),
+    ("persistdict cache_size=0", "persistdict", {"cache_size": 0}),
+    ("persistdict", "persistdict", {}),
+    ("diskcache.Cache", "diskcache.Cache", {}),
+    ("diskcache.Index", "diskcache.Index", {}),
+    ("sqlitedict", "sqlitedict", {}),
+    ("shelve", "shelve", {}),
+]
+
+
+def _open(spec_name: str, path: Path, options: dict[str, Any]) -> Store:
+    if options:
+        return stores.open_persistdict(path, **options)
+    return stores.spec(spec_name).open(path)
+
+
+def _loop(op: Callable[[str], object], keys: Sequence[str]) -> Callable[[], None]:
+    def run() -> None:
+        for k in keys:
+            op(k)
+
+    return run
+
+
+class Opened:
+    """Opens each system once in its own directory; remembers what was skipped."""
+
+    def __init__(self, tmp: Path, tag: str) -> None:
+        self.tmp = tmp
+        self.tag = tag
+        self.stores: dict[str, Store] = {}
+        self.skipped: dict[str, str] = {}
+
+    def open(self, label: str, spec_name: str, options: dict[str, Any]) -> Store | None:
+        if label in self.skipped:
+            return None
+        if label not in self.stores:
+            path = self.tmp / f"{self.tag}-{label.replace(' ', '_')}"
+            try:
+                self.stores[label] = _open(spec_name, path, options)
+            except Unavailable as exc:
+                self.skipped[label] = str(exc)
+                return None
+        return self.stores[label]
+
+    def close(self) -> None:
+        for s in self.stores.values():
+            s.close()
+        self.stores.clear()
+
+
+# ---------------------------------------------------------------- writes
+
+
+def write_sections(report: Report, sizes: Sizes, tmp: Path) -> None:
+    for kind, value, dur_n, fast_n in (
+        ("small (118 B)", SMALL, sizes.durable_ops, sizes.fast_ops),
+        ("100 KB", BIG, sizes.big_durable_ops, sizes.big_fast_ops),
+    ):
+        opened = Opened(tmp, f"w{len(kind)}")
+        set_entries: list[Entry] = []
+        del_entries: list[Entry] = []
+        for s in SPECS:
+            store = opened.open(s.name, s.name, {})
+            if store is None:
+                continue
+            n = dur_n if s.durable else fast_n
+            set_entries.append(
+                Entry(s.name, _set_round(store, value, n), baseline_for(s), s.sync_note)
+            )
+            del_entries.append(
+                Entry(s.name, _delete_round(store, value, n), baseline_for(s))
+            )
+        report.add(
+            run_section(
+                f"set {kind}",
+                f"set, {kind} values, new keys"
+                " (vs raw py-lmdb at the same sync setting)",
+                set_entries,
+                sizes.rounds,
+                opened.skipped,
+            )
+        )
+        report.add(
+            run_section(
+                f"delete {kind}",
+                f"delete, {kind} values (vs raw py-lmdb at the same sync setting)",
+                del_entries,
+                sizes.rounds,
+                opened.skipped,
+            )
+        )
+        opened.close()
+
+
+def _set_round(store: Store, value: Any, n: int) -> Callable[[int], float]:
+    def run(r: int) -> float:
+        keys = [f"set{r}-{i:06d}" for i in range(n)]
+        set_ = store.set
+        return timed(lambda: [set_(k, value) for k in keys]) / n
+
+    return run
+
+
+def _delete_round(store: Store, value: Any, n: int) -> Callable[[int], float]:
+    def run(r: int) -> float:
+        keys = [f"del{r}-{i:06d}" for i in range(n)]
+        store.fill(dict.fromkeys(keys, value))
+        return timed(_loop(store.delete, keys)) / n
+
+    return run
+
+
+# ---------------------------------------------------------------- reads
+
+
+def read_sections(report: Report, sizes: Sizes, tmp: Path) -> None:
+    rng = random.Random(42)
+    n_keys = sizes.read_keys
+    all_keys = [f"k{i:07d}" for i in range(n_keys)]
+    cold = all_keys[:]
+    rng.shuffle(cold)
+    cold = cold[: sizes.fast_ops]
+    hot = all_keys[:100]
+    warm = [hot[i % 100] for i in range(sizes.fast_ops)]
+    missing = [f"missing{i:06d}" for i in range(sizes.fast_ops)]
+
+    opened = Opened(tmp, "r")
+    for label, spec_name, options in READ_SYSTEMS:
+        store = opened.open(label, spec_name, options)
+        if store is not None:
+            store.fill(dict.fromkeys(all_keys, SMALL))
+    live = [
+        (label, opened.stores[label])
+        for label, _, _ in READ_SYSTEMS
+        if label in opened.stores
+    ]
+
+    def per_op(
+        op: Callable[[Store], Callable[[str], object]], keys: list[str]
+    ) -> list[Entry]:
+        return [
+            Entry(
+                label, lambda r, s=s: timed(_loop(op(s), keys)) / len(keys), "lmdb-raw"
+            )
+            for label, s in live
+        ]
+
+    def warm_run(s: Store) -> Callable[[int], float]:
+        def run(r: int) -> float:
+            for k in hot:  # load the memory layer, untimed
+                s.get(k)
+            return timed(_loop(s.get, warm)) / len(warm)
+
+        return run
+
+    sections: list[tuple[str, str, list[Entry]]] = [
+        (
+            "get cold small",
+            f"get beyond the memory layer: {len(cold)} random keys of {n_keys},"
+            " small values",
+            per_op(lambda s: s.get, cold),
+        ),
+        (
+            "get warm small",
+            "get warm: 100 hot keys read over and over"
+            " (memory layer hits where there is one)",
+            [Entry(label, warm_run(s), "lmdb-raw") for label, s in live],
+        ),
+        (
+            "contains missing",
+            "`key in d` for a missing key",
+            per_op(lambda s: s.contains, missing),
+        ),
+        (
+            "iterate",
+            f"iterate all {n_keys} keys (list(d)); time per full iteration",
+            [
+                Entry(label, lambda r, s=s: timed(s.keys), "lmdb-raw")
+                for label, s in live
+            ],
+        ),
+        (
+            "len",
+            "len(d)",
+            [
+                Entry(
+                    label,
+                    lambda r, s=s: (
+                        timed(lambda: [s.length() for _ in warm]) / len(warm)
+                    ),
+                    "lmdb-raw",
+                )
+                for label, s in live
+            ],
+        ),
+    ]
+    for key, title, entries in sections:
+        report.add(run_section(key, title, entries, sizes.rounds, opened.skipped))
+    opened.close()
+
+    # 100 KB values, read back beyond the memory layer
+    opened = Opened(tmp, "rb")
+    big_keys = [f"b{i:05d}" for i in range(sizes.big_keys)]
+    for label, spec_name, options in READ_SYSTEMS:
+        store = opened.open(label, spec_name, options)
+        if store is not None:
+            store.fill(dict.fromkeys(big_keys, BIG))
+    entries = [
+        Entry(
+            label,
+            lambda r, s=s: timed(_loop(s.get, big_keys)) / len(big_keys),
+            "lmdb-raw",
+        )
+        for label, s in opened.stores.items()
+    ]
+    report.add(
+        run_section(
+            "get cold 100 KB",
+            f"get beyond the memory layer: {len(big_keys)} keys in turn, 100 KB values",
+            entries,
+            sizes.rounds,
+            opened.skipped,
+        )
+    )
+    opened.close()
+
+
+# ---------------------------------------------------------------- fresh process
+
+
+def fresh_section(report: Report, sizes: Sizes, tmp: Path) -> None:
+    n = sizes.fresh_keys
+    all_keys = [f"k{i:07d}" for i in range(n)]
+    rng = random.Random(7)
+    read = rng.sample(all_keys, 100)
+    entries: list[Entry] = []
+    skipped: dict[str, str] = {}
+    for s in (
+        s
+        for s in SPECS
+        if s.name != "persistdict-nodur" and s.name != "lmdb-raw-nosync"
+    ):
+        path = tmp / f"fresh-{s.name}"
+        try:
+            store = s.open(path)
+        except Unavailable as exc:
+            skipped[s.name] = str(exc)
+            continue
+        store.fill(dict.fromkeys(all_keys, SMALL))
+        store.close()
+        code = stores.fresh_snippet(s, path, read)
+        entries.append(
+            Entry(s.name, lambda r, code=code: float(run_python(code)), "lmdb-raw")
+        )
+    report.add(
+        run_section(
+            "fresh process",
+            f"fresh process: import + open a {n}-entry store + 100 gets "
+            "(timed inside the child, interpreter start excluded)",
+            entries,
+            sizes.fresh_runs,
+            skipped,
+        )
+    )
+
+
+# ---------------------------------------------------------------- scale
+
+
+def scale_section(report: Report, sizes: Sizes, tmp: Path) -> None:
+    small_n, big_n = sizes.scale
+    rng = random.Random(3)
+    systems: list[tuple[str, str, dict[str, Any]]] = [
+        ("lmdb-raw", "lmdb-raw", {}),
+        ("persistdict cache_size=0", "persistdict", {"cache_size": 0}),
+        ("lmdb-raw-nosync", "lmdb-raw-nosync", {}),
+        ("persistdict-nodur", "persistdict", {"durable": False}),
+    ]
+    opened = Opened(tmp, "scale")
+    by_size: dict[tuple[str, int], tuple[Store, list[str]]] = {}
+    for size in (small_n, big_n):
+        keys = [f"k{i:07d}" for i in range(size)]
+        for label, spec_name, options in systems:
+            store = opened.open(f"{label}@{size}", spec_name, options)
+            if store is None:
+                opened.skipped.pop(f"{label}@{size}")
+                opened.skipped[label] = "not available"
+                continue
+            store.fill(dict.fromkeys(keys, SMALL))
+            by_size[(label, size)] = (store, keys)
+    ops = sizes.fast_ops
+
+    def entries(
+        labels: list[str], make: Callable[[Store, list[str]], Callable[[int], float]]
+    ) -> list[Entry]:
+        out = []
+        for label in labels:
+            for size in (small_n, big_n):
+                if (label, size) in by_size:
+                    store, keys = by_size[(label, size)]
+                    out.append(
+                        Entry(
+                            f"{label}@{size // 1000}k",
+                            make(store, keys),
+                            f"{label}@{small_n // 1000}k",
+                        )
+                    )
+        return out
+
+    def get_make(store: Store, keys: list[str]) -> Callable[[int], float]:
+        sample = rng.sample(keys, min(ops, len(keys)))
+        return lambda r: timed(_loop(store.get, sample)) / len(sample)
+
+    def set_make(store: Store, keys: list[str]) -> Callable[[int], float]:
+        def run(r: int) -> float:
+            new = [f"n{r}-{rng.randrange(10**9):09d}" for _ in range(ops)]
+            set_ = store.set
+            return timed(lambda: [set_(k, SMALL) for k in new]) / ops
+
+        return run
+
+    def contains_make(store: Store, keys: list[str]) -> Callable[[int], float]:
+        miss = [f"m{i:07d}" for i in range(ops)]
+        return lambda r: timed(_loop(store.contains, miss)) / ops
+
+    skipped = {k: v for k, v in opened.skipped.items() if "@" not in k}
+    for key, title, labels, make in (
+        (
+            "scale get",
+            "scale: get beyond the memory layer, random keys",
+            ["lmdb-raw", "persistdict cache_size=0"],
+            get_make,
+        ),
+        (
+            "scale set",
+            "scale: set new random keys (non-durable, to see the tree, not fsync)",
+            ["lmdb-raw-nosync", "persistdict-nodur"],
+            set_make,
+        ),
+        (
+            "scale contains",
+            "scale: `in` for a missing key",
+            ["lmdb-raw", "persistdict cache_size=0"],
+            contains_make,
+        ),
+    ):
+        section = run_section(
+            key,
+            f"{title}: {small_n} vs {big_n} entries (ratio to the same system at"
+            f" {small_n // 1000}k)",
+            entries(labels, make),
+            sizes.rounds,
+            skipped,
+        )
+        report.add(section)
+    opened.close()
+
+
+# ---------------------------------------------------------------- targets
+
+
+def targets(report: Report, sizes: Sizes) -> None:
+    sec = report.sections
+    for kind in ("small (118 B)", "100 KB"):
+        s = sec.get(f"set {kind}")
+        if s is not None:
+            report.target(
+                f"durable set {kind} vs lmdb-raw", s.ratio("persistdict"), 1.1
+            )
+    for key in ("get cold small", "get cold 100 KB"):
+        s = sec.get(key)
+        if s is not None:
+            for system in ("persistdict cache_size=0", "persistdict"):
+                report.target(f"{key} ({system}) vs lmdb-raw", s.ratio(system), 1.5)
+    s = sec.get("fresh process")
+    if s is not None:
+        report.target(
+            "fresh process import+open+100 gets vs lmdb-raw",
+            s.ratio("persistdict"),
+            1.5,
+        )
+    s = sec.get("iterate")
+    if s is not None:
+        report.target(
+            f"iterate {sizes.read_keys} keys vs lmdb-raw", s.ratio("persistdict"), 2
+        )
+    small_n, big_n = sizes.scale
+    for key, label, raw in (
+        ("scale get", "persistdict cache_size=0", "lmdb-raw"),
+        ("scale set", "persistdict-nodur", "lmdb-raw-nosync"),
+        ("scale contains", "persistdict cache_size=0", "lmdb-raw"),
+    ):
+        s = sec.get(key)
+        if s is None:
+            continue
+        raw_ratio = s.ratio(f"{raw}@{big_n // 1000}k")
+        report.target(
+            f"{key}: per-op at {big_n // 1000}k vs {small_n // 1000}k",
+            s.ratio(f"{label}@{big_n // 1000}k"),
+            1.3,
+            detail="raw py-lmdb itself: "
+            + ("n/a" if raw_ratio is None else f"{raw_ratio:.2f}x"),
+        )
+
+
+def run(report: Report, quick: bool, tmp: Path) -> None:
+    sizes = QUICK if quick else FULL
+    write_sections(report, sizes, tmp)
+    read_sections(report, sizes, tmp)
+    fresh_section(report, sizes, tmp)
+    scale_section(report, sizes, tmp)
+    targets(report, sizes)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--tmp", default=None, help="scratch directory (default: system temp)"
+    )
+    args = parser.parse_args(argv)
+    with scratch_dir(args.tmp) as tmp:
+        report = Report()
+        report.emit(header(sys.argv, tmp))
+        report.emit()
+        run(report, args.quick, tmp)
+        report.finish()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

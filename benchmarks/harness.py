@@ -1,0 +1,375 @@
+"""Shared machinery of the benchmarks: rounds in rotating order, medians, ratios.
+
+Every section runs all of its systems in the same process, round after round, with
+the order of systems rotated each round so that no system always runs first (cold
+caches) or last (a busier machine). Each round of each system yields one sample, the
+time per operation; a section reports the median sample of each system and its ratio
+to a baseline system measured in the same run. Absolute times are printed beside the
+ratios only to make the tables readable: these machines are shared and noisy, and
+only the ratios are meant to be compared between runs.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = [
+    "BENCH_DIR",
+    "Entry",
+    "Report",
+    "Section",
+    "Unavailable",
+    "fmt_time",
+    "run_python",
+    "run_section",
+    "scratch_dir",
+    "timed",
+]
+
+BENCH_DIR = Path(__file__).resolve().parent
+
+
+class Unavailable(Exception):  # noqa: N818 - reads as `except Unavailable`
+    """A system cannot run here (not installed, or an option it lacks)."""
+
+
+def timed(fn: Callable[[], object]) -> float:
+    """Run ``fn`` once with the garbage collector off; return elapsed seconds."""
+    gc.collect()
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        t0 = time.perf_counter()
+        fn()
+        return time.perf_counter() - t0
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def fmt_time(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds >= 1:
+        return f"{seconds:.2f} s"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.2f} ms"
+    return f"{seconds * 1e6:.2f} us"
+
+
+@dataclass
+class Entry:
+    """One system in one section.
+
+    ``run(r)`` performs round ``r`` (its own untimed setup, then a timed part) and
+    returns the time of ONE operation in seconds. ``baseline`` names the entry of the
+    same section it is compared to (itself for the baseline).
+    """
+
+    system: str
+    run: Callable[[int], float]
+    baseline: str
+    note: str = ""
+    close: Callable[[], None] | None = None
+
+
+@dataclass
+class Row:
+    system: str
+    baseline: str
+    samples: list[float]
+    note: str
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+    @property
+    def spread(self) -> float:
+        """Interquartile range relative to the median (noise indicator)."""
+        if len(self.samples) < 3:
+            return (max(self.samples) - min(self.samples)) / self.median
+        q = statistics.quantiles(self.samples, n=4, method="inclusive")
+        return (q[2] - q[0]) / self.median
+
+
+@dataclass
+class Section:
+    key: str
+    title: str
+    rows: dict[str, Row] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def median(self, system: str) -> float | None:
+        row = self.rows.get(system)
+        return None if row is None else row.median
+
+    def ratio(self, system: str, baseline: str | None = None) -> float | None:
+        row = self.rows.get(system)
+        if row is None:
+            return None
+        base = self.rows.get(baseline or row.baseline)
+        if base is None:
+            return None
+        return row.median / base.median
+
+    def render(self) -> str:
+        lines = [f"== {self.title}"]
+        width = max([len(s) for s in (*self.rows, *self.skipped)] + [6])
+        lines.append(
+            f"   {'system':<{width}}  {'ratio':>8}  {'vs':<{width}}  "
+            f"{'median/op':>10}  {'IQR':>5}  n"
+        )
+        for row in self.rows.values():
+            ratio = self.ratio(row.system)
+            ratio_s = "-" if ratio is None else f"{ratio:.2f}x"
+            lines.append(
+                f"   {row.system:<{width}}  {ratio_s:>8}  {row.baseline:<{width}}  "
+                f"{fmt_time(row.median):>10}  {row.spread:>4.0%}  {len(row.samples)}"
+                + (f"  {row.note}" if row.note else "")
+            )
+        for system, reason in self.skipped.items():
+            lines.append(f"   {system:<{width}}  skipped: {reason}")
+        lines.extend(f"   note: {n}" for n in self.notes)
+        return "\n".join(lines)
+
+
+def run_section(
+    key: str,
+    title: str,
+    entries: list[Entry],
+    rounds: int,
+    skipped: dict[str, str] | None = None,
+    warmup: bool = True,
+) -> Section:
+    """Run every entry ``rounds`` times (plus one warm-up), rotating their order."""
+    section = Section(key, title, skipped=dict(skipped or {}))
+    try:
+        if warmup:
+            for entry in entries:
+                entry.run(-1)
+        samples: dict[str, list[float]] = {e.system: [] for e in entries}
+        for r in range(rounds):
+            shift = r % len(entries) if entries else 0
+            for entry in entries[shift:] + entries[:shift]:
+                samples[entry.system].append(entry.run(r))
+        for entry in entries:
+            section.rows[entry.system] = Row(
+                entry.system, entry.baseline, samples[entry.system], entry.note
+            )
+    finally:
+        for entry in entries:
+            if entry.close is not None:
+                entry.close()
+    return section
+
+
+@dataclass
+class Target:
+    label: str
+    measured: float | None
+    limit: float
+    at_least: bool = False
+    detail: str = ""
+    unit: str = "x"
+
+    @property
+    def status(self) -> str:
+        if self.measured is None:
+            return "SKIP"
+        ok = (
+            self.measured >= self.limit
+            if self.at_least
+            else self.measured <= self.limit
+        )
+        return "PASS" if ok else "FAIL"
+
+    def line(self) -> str:
+        op = ">=" if self.at_least else "<="
+        measured = "n/a" if self.measured is None else f"{self.measured:.2f}{self.unit}"
+        if self.unit == "" and self.measured is not None:
+            measured = f"{self.measured:g}"
+        limit = f"{self.limit:g}{self.unit}"
+        text = f"{self.status}  {self.label}: {measured} (target {op} {limit})"
+        return text + (f"  [{self.detail}]" if self.detail else "")
+
+
+class Report:
+    """Collects sections and targets; prints each section as soon as it is done."""
+
+    def __init__(self, out: Path | None = None) -> None:
+        self.sections: dict[str, Section] = {}
+        self.targets: list[Target] = []
+        self._out = out.open("w") if out is not None else None
+
+    def emit(self, text: str = "") -> None:
+        print(text, flush=True)
+        if self._out is not None:
+            self._out.write(text + "\n")
+            self._out.flush()
+
+    def add(self, section: Section) -> Section:
+        self.sections[section.key] = section
+        self.emit(section.render())
+        self.emit()
+        return section
+
+    def target(
+        self,
+        label: str,
+        measured: float | None,
+        limit: float,
+        *,
+        at_least: bool = False,
+        detail: str = "",
+        unit: str = "x",
+    ) -> None:
+        self.targets.append(Target(label, measured, limit, at_least, detail, unit))
+
+    def finish(self) -> None:
+        if self.targets:
+            self.emit("== Targets (issue 4)")
+            for target in self.targets:
+                self.emit("   " + target.line())
+            counts = {
+                s: sum(t.status == s for t in self.targets)
+                for s in ("PASS", "FAIL", "SKIP")
+            }
+            self.emit("   " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+        if self._out is not None:
+            self._out.close()
+
+
+@contextmanager
+def scratch_dir(base: str | None = None) -> Iterator[Path]:
+    """A temporary directory on the same disk the stores would use (not tmpfs)."""
+    path = Path(tempfile.mkdtemp(prefix="persistdict-bench-", dir=base))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def run_python(code: str, *args: str, timeout: float = 120) -> str:
+    """Run ``code`` in a new interpreter (benchmarks/ importable); return stdout."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(BENCH_DIR), env.get("PYTHONPATH", "")) if p
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(
+            f"child failed with exit code {proc.returncode}:\n{proc.stderr[-2000:]}"
+        )
+    return proc.stdout
+
+
+def _version(dist: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _git_head() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=BENCH_DIR,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--", "../src"],
+        cwd=BENCH_DIR,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    return out.stdout.strip() + (" (src/ has uncommitted changes)" if dirty else "")
+
+
+def _filesystem(path: Path) -> str:
+    try:
+        out = subprocess.run(
+            ["df", "-T", str(path)], capture_output=True, text=True, check=True
+        ).stdout.splitlines()
+        return out[-1].split()[1]
+    except (OSError, subprocess.CalledProcessError, IndexError):
+        return "unknown"
+
+
+def header(argv: list[str], tmp_base: Path) -> str:
+    dists = [
+        "persistdict",
+        "lmdb",
+        "cachetools",
+        "cloudpickle",
+        "diskcache",
+        "joblib",
+        "sqlitedict",
+    ]
+    backends = []
+    for name in ("dbm.gnu", "dbm.ndbm", "dbm.dumb"):
+        try:
+            __import__(name)
+            backends.append(name)
+        except ImportError:  # this Python was built without that dbm module
+            pass
+    lines = [
+        "command: " + " ".join(["python", *argv]),
+        f"commit: {_git_head()}",
+        f"date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}",
+        f"python: {platform.python_version()} ({platform.machine()}), "
+        f"cpus: {os.cpu_count()}, scratch fs: {_filesystem(tmp_base)}",
+        "versions: " + ", ".join(f"{d} {_version(d)}" for d in dists),
+        f"shelve backend: {backends[0] if backends else 'none'}",
+        "ratios: medians over rounds, to the named baseline measured in the same run",
+    ]
+    return "\n".join(lines)
+
+
+def dump_json(report: Report, path: Path) -> None:
+    """Machine-readable copy of a report (medians in seconds, ratios)."""
+    data = {
+        key: {
+            name: {
+                "median_s": row.median,
+                "ratio": section.ratio(name),
+                "vs": row.baseline,
+            }
+            for name, row in section.rows.items()
+        }
+        for key, section in report.sections.items()
+    }
+    data["targets"] = {  # type: ignore[assignment]
+        t.label: {"measured": t.measured, "limit": t.limit, "status": t.status}
+        for t in report.targets
+    }
+    path.write_text(json.dumps(data, indent=1))

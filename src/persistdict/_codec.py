@@ -1,0 +1,275 @@
+"""Turning keys and values into bytes, and back.
+
+Keys get a *canonical* encoding: equal keys (as a ``dict`` sees them) give equal
+bytes in every process, whatever ``PYTHONHASHSEED``. ``1``, ``1.0`` and ``True``
+are one key, as in a dict; a frozenset is encoded with its elements sorted by
+their own encoding, so set iteration order never leaks into the bytes.
+
+The encoding is the LMDB key ("id") of the entry when it fits LMDB's 511-byte
+limit; a longer one is stored under ``HASHED + xxh3_128(encoding) + counter``
+with the full encoding kept in the entry's metadata, so a hash collision is
+detected by comparison and never returns the wrong value.
+
+Values are stored as a record: one flag byte, a check (an xxh3-64 checksum, or a
+keyed BLAKE2b signature when the store has a ``secret``), then the payload that
+the value serializer produced. The check covers the entry's id too, so a record
+copied under another key does not verify.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import decimal
+import fractions
+import hashlib
+import hmac
+import pickle
+import struct
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import cloudpickle
+import xxhash
+
+from ._exceptions import SignatureError
+
+__all__ = [
+    "HASHED",
+    "MAX_ID",
+    "Codec",
+    "default_dumps",
+    "default_loads",
+    "encode_key",
+    "is_immutable",
+    "long_key_digest",
+]
+
+# LMDB's default maximum key size is 511 bytes.
+MAX_ID = 511
+
+# First byte of an id: which kind of key it encodes.
+_T_OTHER = b"\x00"  # pickle of a key of another type (matched by its pickle bytes)
+_T_STR = b"\x01"
+_T_BYTES = b"\x02"
+_T_INT = b"\x03"
+_T_FLOAT = b"\x04"
+_T_NONE = b"\x05"
+_T_TUPLE = b"\x06"
+_T_FROZENSET = b"\x07"
+_T_COMPLEX = b"\x08"
+_T_CUSTOM = b"\x10"  # output of a user's key_serializer
+HASHED = b"\xff"  # a key longer than MAX_ID, stored under its hash
+
+_pack_len = struct.Struct(">I").pack
+
+
+def long_key_digest(encoded: bytes) -> bytes:
+    """The 16-byte hash under which a key longer than MAX_ID is stored."""
+    return xxhash.xxh3_128_digest(encoded)
+
+
+def _encode_number(key: int | float | complex) -> bytes:
+    # Equal numbers are one dict key (1 == 1.0 == True == 1+0j): encode by value.
+    if isinstance(key, complex):
+        if key.imag:
+            return _T_COMPLEX + repr(key).encode()
+        key = key.real
+    if isinstance(key, float):
+        if key.is_integer():
+            key = int(key)
+        else:
+            return _T_FLOAT + repr(key).encode()
+    return _T_INT + str(int(key)).encode()
+
+
+def _encode_part(key: Any) -> bytes:
+    cls = type(key)
+    if cls is str:
+        return _T_STR + str.encode(key, "utf-8", "surrogatepass")
+    if cls is bytes:
+        return _T_BYTES + bytes(key)
+    if cls is int or cls is bool or cls is float or cls is complex:
+        return _encode_number(key)
+    if key is None:
+        return _T_NONE
+    if cls is tuple:
+        return _T_TUPLE + b"".join(_framed(part) for part in key)
+    if cls is frozenset:
+        return _T_FROZENSET + b"".join(sorted(_framed(part) for part in key))
+    hash(key)  # an unhashable key raises TypeError, exactly as in a dict
+    try:
+        return _T_OTHER + pickle.dumps(key, protocol=5)
+    except (pickle.PicklingError, TypeError, AttributeError):
+        return _T_OTHER + bytes(cloudpickle.dumps(key, protocol=5))
+
+
+def _framed(part: Any) -> bytes:
+    encoded = _encode_part(part)
+    return _pack_len(len(encoded)) + encoded
+
+
+def encode_key(key: Any) -> tuple[bytes, bytes | None]:
+    """Return ``(canonical encoding, original key bytes or None)``.
+
+    The original is kept only when the key cannot be rebuilt, exactly, from its
+    encoding (``decode_key``): a str, bytes or int key is rebuilt for free.
+    """
+    cls = type(key)
+    if cls is str:
+        return _T_STR + key.encode("utf-8", "surrogatepass"), None
+    encoded = _encode_part(key)
+    if cls is bytes or cls is int:
+        return encoded, None
+    try:
+        original = pickle.dumps(key, protocol=5)
+    except (pickle.PicklingError, TypeError, AttributeError):
+        original = bytes(cloudpickle.dumps(key, protocol=5))
+    return encoded, original
+
+
+def decode_key(encoded: bytes, original: bytes | None) -> Any:
+    """Rebuild a key from what ``encode_key`` returned."""
+    if original is not None:
+        return pickle.loads(original)
+    tag = encoded[:1]
+    if tag == _T_STR:
+        return encoded[1:].decode("utf-8", "surrogatepass")
+    if tag == _T_BYTES:
+        return encoded[1:]
+    if tag == _T_INT:
+        return int(encoded[1:])
+    raise ValueError(f"cannot rebuild a key from its encoding tagged {tag!r}")
+
+
+_IMMUTABLE_SCALARS = frozenset(
+    {
+        str,
+        bytes,
+        int,
+        float,
+        bool,
+        complex,
+        type(None),
+        range,
+        _dt.datetime,
+        _dt.date,
+        _dt.time,
+        _dt.timedelta,
+        _dt.timezone,
+        decimal.Decimal,
+        fractions.Fraction,
+        uuid.UUID,
+    }
+)
+
+
+def is_immutable(value: Any) -> bool:
+    """True when ``value`` can be shared between readers without copying."""
+    cls = type(value)
+    if cls in _IMMUTABLE_SCALARS:
+        return True
+    if cls is tuple or cls is frozenset:
+        return all(is_immutable(item) for item in value)
+    return False
+
+
+_PLAIN_TYPES = frozenset({str, bytes, int, float, bool, type(None)})
+_PLAIN_CONTAINERS = frozenset({list, tuple, dict, set, frozenset})
+
+
+def _is_plain(value: Any, depth: int = 0) -> bool:
+    cls = type(value)
+    if cls in _PLAIN_TYPES:
+        return True
+    if cls not in _PLAIN_CONTAINERS or depth > 3 or len(value) > 64:
+        return False
+    if cls is dict:
+        return all(
+            _is_plain(k, depth + 1) and _is_plain(v, depth + 1)
+            for k, v in value.items()
+        )
+    return all(_is_plain(item, depth + 1) for item in value)
+
+
+def default_dumps(value: Any) -> bytes:
+    """Pickle a value: plain pickle for plain data, cloudpickle for the rest.
+
+    Both write standard pickle streams; cloudpickle is needed for lambdas, local
+    functions and classes defined in ``__main__``, but costs a few microseconds
+    more, so plain data (the common case) does not pay for it.
+    """
+    if _is_plain(value):
+        return pickle.dumps(value, protocol=5)
+    return bytes(cloudpickle.dumps(value, protocol=5))
+
+
+default_loads: Callable[[bytes], Any] = pickle.loads
+
+# Record layout: flag byte, then an 8-byte checksum or a 32-byte signature.
+_F_CHECKSUM = 0
+_F_SIGNED = 1
+_CHECK_LEN = {_F_CHECKSUM: 8, _F_SIGNED: 32}
+
+
+class Codec:
+    """Values to records and back, with a checksum or a signature."""
+
+    __slots__ = ("_secret", "dumps", "loads")
+
+    def __init__(
+        self,
+        dumps: Callable[[Any], bytes],
+        loads: Callable[[bytes], Any],
+        secret: bytes | None,
+    ) -> None:
+        self.dumps = dumps
+        self.loads = loads
+        self._secret = secret
+
+    def _sign(self, entry_id: bytes, payload: bytes) -> bytes:
+        mac = hashlib.blake2b(key=self._secret or b"", digest_size=32)
+        mac.update(_pack_len(len(entry_id)))
+        mac.update(entry_id)
+        mac.update(payload)
+        return mac.digest()
+
+    def seal(self, entry_id: bytes, payload: bytes) -> bytes:
+        """The record stored for ``payload`` under ``entry_id``."""
+        if self._secret is None:
+            check = xxhash.xxh3_64_digest(payload, seed=len(entry_id))
+            return b"\x00" + check + payload
+        return b"\x01" + self._sign(entry_id, payload) + payload
+
+    def open(self, entry_id: bytes, record: bytes) -> bytes:
+        """The payload of a record, after its checksum or signature verified."""
+        flag = record[0] if record else -1
+        if flag == _F_CHECKSUM and self._secret is None:
+            payload = record[9:]
+            if record[1:9] == xxhash.xxh3_64_digest(payload, seed=len(entry_id)):
+                return payload
+            raise SignatureError(
+                "a stored record failed its checksum: the store's file was "
+                "damaged or changed outside persistdict; delete the entry"
+            )
+        if flag == _F_SIGNED and self._secret is not None:
+            payload = record[33:]
+            if hmac.compare_digest(record[1:33], self._sign(entry_id, payload)):
+                return payload
+            raise SignatureError(
+                "a stored record failed its signature check and was not "
+                "unpickled: it was written with another secret or changed "
+                "outside persistdict"
+            )
+        if flag == _F_SIGNED:
+            raise SignatureError(
+                "this record is signed but the store was opened without a "
+                "secret: pass secret= (or set $PERSISTDICT_SECRET)"
+            )
+        if flag == _F_CHECKSUM:
+            raise SignatureError(
+                "this record is not signed but the store was opened with a "
+                "secret: it was not unpickled (it may have been written by "
+                "someone without the secret)"
+            )
+        raise SignatureError("a stored record has an unknown format")

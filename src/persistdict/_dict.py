@@ -1,0 +1,1078 @@
+"""PersistDict: a dict that lives in an LMDB store on disk."""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import time
+from collections.abc import (
+    Callable,
+    ItemsView,
+    Iterable,
+    Iterator,
+    KeysView,
+    Mapping,
+    ValuesView,
+)
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+from ._codec import (
+    HASHED,
+    MAX_ID,
+    Codec,
+    decode_key,
+    default_dumps,
+    default_loads,
+    encode_key,
+    is_immutable,
+    long_key_digest,
+)
+from ._env import Env, Txn, acquire_env, release_env
+from ._exceptions import PersistDictError, StoreClosedError
+from ._memory import LayerEntry
+from ._meta import (
+    EntryMetadata,
+    MetaRecord,
+    meta_atime,
+    pack_meta,
+    to_datetime,
+    unpack_meta,
+)
+
+__all__ = ["PersistDict"]
+
+logger = logging.getLogger("persistdict")
+
+_T = TypeVar("_T")
+_MISSING: Any = object()
+_DAY = 86400.0
+_BATCH = 256  # entries read per transaction when iterating
+_SWEEP_LIMIT = 1000  # entries examined by the sweep at open
+_u64 = __import__("struct").Struct(">Q")
+_T_CUSTOM = b"\x10"
+
+
+class _NotFound(Exception):  # noqa: N818 - a signal, not an error
+    """Raised inside a write transaction to abort it: the key is missing."""
+
+
+def _check_pair(
+    name: str, dumps: Callable[..., Any] | None, loads: Callable[..., Any] | None
+) -> None:
+    if (dumps is None) != (loads is None):
+        raise TypeError(
+            f"{name}_serializer and {name}_unserializer go together: pass both "
+            "(or neither, for the default pickle-based encoding)"
+        )
+    for fn in (dumps, loads):
+        if fn is not None and not callable(fn):
+            raise TypeError(f"{name} serializers must be callables, got {fn!r}")
+
+
+def _secret_bytes(secret: bytes | str | None) -> bytes | None:
+    if secret is None:
+        env_secret = os.environ.get("PERSISTDICT_SECRET")
+        return env_secret.encode() if env_secret else None
+    if isinstance(secret, str):
+        secret = secret.encode()
+    if not isinstance(secret, bytes) or not secret:
+        raise TypeError("secret= must be non-empty bytes (or str)")
+    if len(secret) > 64:
+        raise ValueError("secret= is at most 64 bytes (a BLAKE2b key)")
+    return secret
+
+
+class PersistDict(dict):  # type: ignore[type-arg]
+    """A ``dict`` whose contents live in an LMDB store on disk.
+
+    Every ``dict`` method works and answers as a real dict with the same contents
+    would; the contents are shared by every thread and process that opens the
+    same ``database_path``. See the README for the guarantees.
+
+    :param database_path: the store's directory (created, mode 0o700, if missing).
+    :param expiration_days: entries not read or written for this many days (a
+        float: ``1/24`` is an hour) are invisible at once and removed by sweeps.
+    :param cache_size: entries of the in-memory layer shared by this process's
+        handles of the store (the largest asked for wins); ``0`` bypasses it.
+    :param key_serializer: ``key -> bytes``, deterministic (equal keys, equal
+        bytes); with ``key_unserializer``, replaces the canonical key encoding.
+    :param value_serializer: ``value -> bytes``; with ``value_unserializer``,
+        replaces pickle (for compression or encryption).
+    :param readonly: open for reading only; writes raise ``ReadOnlyError`` and
+        access times are not recorded.
+    :param verbose: log this store's operations at DEBUG level.
+    :param map_size: initial LMDB map size in bytes; the map grows on demand.
+    :param secret: sign every value with a keyed BLAKE2b hash (default:
+        ``$PERSISTDICT_SECRET``); records that do not verify are never unpickled.
+    :param durable: ``True`` (default) syncs every commit to disk; ``False``
+        skips the fsync: faster, and a crash of the process loses nothing, but a
+        power loss or OS crash may lose the last commits.
+    :param allow_unsafe_permissions: open a store owned by another user or
+        writable by others (whoever can write it can run code in this process).
+    """
+
+    def __init__(
+        self,
+        database_path: str | os.PathLike[str],
+        expiration_days: float | None = None,
+        *,
+        cache_size: int = 128,
+        key_serializer: Callable[[Any], bytes] | None = None,
+        key_unserializer: Callable[[bytes], Any] | None = None,
+        value_serializer: Callable[[Any], bytes] | None = None,
+        value_unserializer: Callable[[bytes], Any] | None = None,
+        readonly: bool = False,
+        verbose: bool = False,
+        map_size: int | None = None,
+        secret: bytes | str | None = None,
+        durable: bool = True,
+        allow_unsafe_permissions: bool = False,
+    ) -> None:
+        super().__init__()
+        if expiration_days is not None:
+            if isinstance(expiration_days, bool) or not isinstance(
+                expiration_days, (int, float)
+            ):
+                raise TypeError(
+                    f"expiration_days must be a number of days or None, got "
+                    f"{expiration_days!r}"
+                )
+            if not expiration_days > 0:
+                raise ValueError(
+                    f"expiration_days must be > 0 (or None to keep entries "
+                    f"forever), got {expiration_days!r}"
+                )
+        if (
+            isinstance(cache_size, bool)
+            or not isinstance(cache_size, int)
+            or cache_size < 0
+        ):
+            raise ValueError(f"cache_size must be an int >= 0, got {cache_size!r}")
+        if map_size is not None and (not isinstance(map_size, int) or map_size <= 0):
+            raise ValueError(f"map_size must be a positive int, got {map_size!r}")
+        _check_pair("key", key_serializer, key_unserializer)
+        _check_pair("value", value_serializer, value_unserializer)
+        secret_bytes = _secret_bytes(secret)
+        path = Path(os.fspath(database_path)).expanduser().resolve()
+
+        self._options: dict[str, Any] = {
+            "expiration_days": expiration_days,
+            "cache_size": cache_size,
+            "key_serializer": key_serializer,
+            "key_unserializer": key_unserializer,
+            "value_serializer": value_serializer,
+            "value_unserializer": value_unserializer,
+            "readonly": readonly,
+            "verbose": verbose,
+            "map_size": map_size,
+            "secret": secret,
+            "durable": durable,
+            "allow_unsafe_permissions": allow_unsafe_permissions,
+        }
+        self._path = path
+        self._expire_seconds = expiration_days * _DAY if expiration_days else 0.0
+        self._cache_size = cache_size
+        self._key_dumps = key_serializer
+        self._key_loads = key_unserializer
+        self._default_values = value_serializer is None
+        self._codec = Codec(
+            value_serializer or default_dumps,
+            value_unserializer or default_loads,
+            secret_bytes,
+        )
+        # Handles with the same value codec share deserialized values.
+        self._codec_key = (value_unserializer, secret_bytes)
+        self._verbose = verbose
+        if verbose:
+            logger.setLevel(logging.DEBUG)
+            if not logger.hasHandlers():
+                logger.addHandler(logging.StreamHandler())
+        self._env: Env | None = None
+        env = acquire_env(
+            path,
+            readonly=readonly,
+            durable=durable,
+            map_size=map_size,
+            allow_unsafe=allow_unsafe_permissions,
+        )
+        self._env = env
+        env.layer.request(cache_size)
+        if self._expire_seconds and not readonly:
+            env.update_settings({"expiration_days": expiration_days})
+            self._sweep(_SWEEP_LIMIT)
+        if verbose:
+            logger.debug("opened %s (expiration_days=%s)", path, expiration_days)
+
+    # -- plumbing ----------------------------------------------------------------
+
+    def _live(self) -> Env:
+        env = self._env
+        if env is None:
+            raise StoreClosedError(
+                f"this PersistDict of {self._path} was closed: open a new one "
+                "with PersistDict(path)"
+            )
+        return env
+
+    @property
+    def path(self) -> Path:
+        """The store's directory."""
+        return self._path
+
+    @property
+    def expiration_days(self) -> float | None:
+        """Days without access after which an entry expires (None: never)."""
+        value: float | None = self._options["expiration_days"]
+        return value
+
+    def _encode(self, key: Any) -> bytes:
+        """The canonical encoding of ``key`` (the entry id, if short enough)."""
+        if self._key_dumps is None:
+            if type(key) is str:
+                return b"\x01" + key.encode("utf-8", "surrogatepass")
+            return encode_key(key)[0]
+        hash(key)  # unhashable keys raise TypeError, as in a dict
+        encoded = self._key_dumps(key)
+        if not isinstance(encoded, bytes):
+            raise TypeError(
+                f"key_serializer must return bytes, returned "
+                f"{type(encoded).__name__} for key {key!r}"
+            )
+        return _T_CUSTOM + encoded
+
+    def _original(self, key: Any) -> bytes | None:
+        if self._key_dumps is not None:
+            return None
+        return encode_key(key)[1]
+
+    def _decode(self, encoded: bytes, original: bytes | None) -> Any:
+        if self._key_loads is not None:
+            return self._key_loads(encoded[1:])
+        return decode_key(encoded, original)
+
+    def _dumps(self, key: Any, value: Any) -> bytes:
+        try:
+            payload = self._codec.dumps(value)
+        except pickle.PicklingError as exc:
+            raise pickle.PicklingError(
+                f"cannot store the value for key {key!r}: {exc}; the store is "
+                "unchanged (store a picklable value, or pass value_serializer=)"
+            ) from exc
+        except (TypeError, AttributeError, ValueError) as exc:
+            raise TypeError(
+                f"cannot store the value for key {key!r}: {exc}; the store is "
+                "unchanged (store a picklable value, or pass value_serializer=)"
+            ) from exc
+        if not isinstance(payload, bytes):
+            raise TypeError(
+                f"value_serializer must return bytes, returned "
+                f"{type(payload).__name__} for key {key!r}"
+            )
+        return payload
+
+    def _layer_entry(self, value: Any, payload: bytes) -> LayerEntry:
+        if self._default_values and is_immutable(value):
+            return (value, None, True)
+        return (None, payload, False)
+
+    def _from_layer(self, entry: LayerEntry) -> Any:
+        if entry[2]:
+            return entry[0]
+        assert entry[1] is not None  # noqa: S101 - the layer's own invariant
+        return self._codec.loads(entry[1])
+
+    def _expired(self, env: Env, entry_id: bytes, raw_meta: bytes, now: float) -> bool:
+        atime = meta_atime(raw_meta)
+        if now - atime <= self._expire_seconds:
+            return False
+        return now - env.pending_atime(entry_id) > self._expire_seconds
+
+    def _find(self, env: Env, txn: Txn, encoded: bytes) -> tuple[bytes, bytes] | None:
+        """(id, raw metadata) of the entry for ``encoded``, expired or not."""
+        if len(encoded) <= MAX_ID:
+            raw = txn.get(encoded, db=env.meta)
+            return None if raw is None else (encoded, raw)
+        prefix = HASHED + long_key_digest(encoded)
+        cursor = txn.cursor(db=env.meta)
+        if cursor.set_range(prefix):
+            for entry_id, raw in cursor:
+                if not entry_id.startswith(prefix):
+                    break
+                if unpack_meta(raw).full == encoded:
+                    return entry_id, raw
+        return None
+
+    def _new_id(self, env: Env, txn: Txn, encoded: bytes) -> bytes:
+        if len(encoded) <= MAX_ID:
+            return encoded
+        prefix = HASHED + long_key_digest(encoded)
+        for counter in range(256):
+            candidate = prefix + bytes([counter])
+            if txn.get(candidate, db=env.meta) is None:
+                return candidate
+        raise PersistDictError(
+            "more than 256 long keys share one 128-bit hash in this store"
+        )
+
+    def _remove(self, env: Env, txn: Txn, entry_id: bytes, raw: bytes) -> None:
+        seq = unpack_meta(raw).seq
+        txn.delete(entry_id, db=env.values)
+        txn.delete(entry_id, db=env.meta)
+        txn.delete(_u64.pack(seq), db=env.order)
+
+    def _next_seq(self, env: Env, txn: Txn) -> int:
+        cursor = txn.cursor(db=env.order)
+        if cursor.last():
+            return int(_u64.unpack(cursor.key())[0]) + 1
+        return 0
+
+    def _put(
+        self,
+        env: Env,
+        txn: Txn,
+        encoded: bytes,
+        original: Callable[[], bytes | None],
+        payload: bytes,
+        now: float,
+    ) -> bytes:
+        """Store one value in ``txn``; return its id."""
+        found = self._find(env, txn, encoded)
+        if (
+            found is not None
+            and self._expire_seconds
+            and self._expired(env, found[0], found[1], now)
+        ):
+            self._remove(env, txn, *found)  # an expired entry is a missing key
+            found = None
+        if found is not None:
+            entry_id, raw = found
+            old = unpack_meta(raw)
+            record = self._codec.seal(entry_id, payload)
+            # As in a dict, the first key object stored is kept, and its place.
+            meta = pack_meta(
+                old.seq, old.ctime, now, len(record), old.full, old.original
+            )
+        else:
+            entry_id = self._new_id(env, txn, encoded)
+            seq = self._next_seq(env, txn)
+            full = encoded if entry_id != encoded else None
+            record = self._codec.seal(entry_id, payload)
+            meta = pack_meta(seq, now, now, len(record), full, original())
+            txn.put(_u64.pack(seq), entry_id, db=env.order)
+        txn.put(entry_id, record, db=env.values)
+        txn.put(entry_id, meta, db=env.meta)
+        return entry_id
+
+    # -- reading -----------------------------------------------------------------
+
+    def _read(self, key: Any) -> Any:
+        """The value of ``key``, or _MISSING."""
+        env = self._live()
+        encoded = self._encode(key)
+        use_layer = self._cache_size > 0 and len(encoded) <= MAX_ID
+        codec_key = self._codec_key
+        expire = self._expire_seconds
+        now = time.time()
+        layer = env.layer
+
+        def fn(txn: Txn) -> tuple[Any, bytes, bytes | None, int]:
+            txn_id = txn.id()
+            if expire:
+                found = self._find(env, txn, encoded)
+                if found is None or self._expired(env, found[0], found[1], now):
+                    return _MISSING, b"", None, txn_id
+                entry_id = found[0]
+            else:
+                entry_id = encoded
+            if use_layer:
+                if txn_id != layer.known_txn:
+                    layer.validate(txn_id, env.generation(txn))
+                entry = layer.get(codec_key, txn_id, entry_id)
+                if entry is not None:
+                    return entry, entry_id, None, txn_id
+            if not expire and len(encoded) > MAX_ID:
+                found = self._find(env, txn, encoded)
+                if found is None:
+                    return _MISSING, b"", None, txn_id
+                entry_id = found[0]
+            record = txn.get(entry_id, db=env.values)
+            if record is None:
+                return _MISSING, b"", None, txn_id
+            return None, entry_id, record, txn_id
+
+        entry, entry_id, record, txn_id = env.read(fn)
+        if entry is _MISSING:
+            return _MISSING
+        env.touch(entry_id, now)
+        if record is None:
+            return self._from_layer(entry)
+        try:
+            payload = self._codec.open(entry_id, record)
+        except PersistDictError:
+            logger.error("record for key %r in %s did not verify", key, self._path)
+            raise
+        value = self._codec.loads(payload)
+        if use_layer:
+            layer.put(codec_key, txn_id, entry_id, self._layer_entry(value, payload))
+        return value
+
+    def __getitem__(self, key: Any) -> Any:
+        value = self._read(key)
+        if value is _MISSING:
+            raise KeyError(key)
+        return value
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        value = self._read(key)
+        return default if value is _MISSING else value
+
+    def __contains__(self, key: Any) -> bool:
+        env = self._live()
+        encoded = self._encode(key)
+        now = time.time()
+
+        def fn(txn: Txn) -> bool:
+            found = self._find(env, txn, encoded)
+            if found is None:
+                return False
+            return not (self._expire_seconds and self._expired(env, *found, now))
+
+        return env.read(fn)
+
+    def __len__(self) -> int:
+        env = self._live()
+        if not self._expire_seconds:
+            return int(env.read(lambda txn: txn.stat(env.order)["entries"]))
+        now = time.time()
+
+        def count(txn: Txn) -> int:
+            return sum(
+                1
+                for entry_id, raw in txn.cursor(db=env.meta)
+                if not self._expired(env, entry_id, raw, now)
+            )
+
+        return env.read(count)
+
+    def metadata(self, key: Any) -> EntryMetadata:
+        """Creation time, last access time and stored size of ``key``'s entry.
+
+        Reading metadata is not an access: it does not move ``atime``.
+        """
+        env = self._live()
+        encoded = self._encode(key)
+        now = time.time()
+
+        def fn(txn: Txn) -> tuple[bytes, bytes] | None:
+            found = self._find(env, txn, encoded)
+            if found is None or (
+                self._expire_seconds and self._expired(env, *found, now)
+            ):
+                return None
+            return found
+
+        found = env.read(fn)
+        if found is None:
+            raise KeyError(key)
+        meta = unpack_meta(found[1])
+        atime = max(meta.atime, env.pending_atime(found[0]))
+        return EntryMetadata(to_datetime(meta.ctime), to_datetime(atime), meta.size)
+
+    # -- iteration ---------------------------------------------------------------
+
+    def _batches(
+        self, *, reverse: bool = False, values: bool = False
+    ) -> Iterator[list[tuple[Any, bytes, bytes | None]]]:
+        """Visible entries in insertion order, a batch per read transaction.
+
+        No transaction is held while the caller works on a batch, so a slow
+        consumer never pins old pages nor blocks a resize. Entries added or
+        removed meanwhile may or may not be seen (never twice, never an error).
+        """
+        env = self._live()
+        position: bytes | None = None
+        now = time.time()
+        expire = self._expire_seconds
+
+        def batch(
+            txn: Txn,
+        ) -> list[tuple[bytes, bytes, bytes | None, bytes | None]]:
+            cursor = txn.cursor(db=env.order)
+            if position is None:
+                ok = cursor.last() if reverse else cursor.first()
+            elif reverse:
+                # The entry before ``position`` (which may be gone by now).
+                ok = cursor.prev() if cursor.set_range(position) else cursor.last()
+            else:
+                ok = cursor.set_range(position)
+                if ok and cursor.key() == position:
+                    ok = cursor.next()
+            rows: list[tuple[bytes, bytes, bytes | None, bytes | None]] = []
+            step = cursor.prev if reverse else cursor.next
+            while ok and len(rows) < _BATCH:
+                seq_key, entry_id = cursor.item()
+                raw = txn.get(entry_id, db=env.meta)
+                record = txn.get(entry_id, db=env.values) if values else None
+                rows.append((seq_key, entry_id, raw, record))
+                ok = step()
+            return rows
+
+        while True:
+            rows = env.read(batch)
+            if not rows:
+                return
+            position = rows[-1][0]
+            out: list[tuple[Any, bytes, bytes | None]] = []
+            for _seq, entry_id, raw, record in rows:
+                if raw is None:
+                    continue
+                if expire and self._expired(env, entry_id, raw, now):
+                    continue
+                meta = unpack_meta(raw)
+                key = self._decode(meta.full or entry_id, meta.original)
+                out.append((key, entry_id, record))
+            if out:
+                yield out
+            if len(rows) < _BATCH:
+                return
+
+    def __iter__(self) -> Iterator[Any]:
+        for rows in self._batches():
+            for key, _id, _record in rows:
+                yield key
+
+    def __reversed__(self) -> Iterator[Any]:
+        for rows in self._batches(reverse=True):
+            for key, _id, _record in rows:
+                yield key
+
+    def _iter_items(self) -> Iterator[tuple[Any, Any]]:
+        for rows in self._batches(values=True):
+            for key, entry_id, record in rows:
+                if record is not None:
+                    yield key, self._codec.loads(self._codec.open(entry_id, record))
+
+    def _iter_values(self) -> Iterator[Any]:
+        for _key, value in self._iter_items():
+            yield value
+
+    def keys(self) -> _KeysView:  # type: ignore[override]
+        return _KeysView(self)
+
+    def values(self) -> _ValuesView:  # type: ignore[override]
+        return _ValuesView(self)
+
+    def items(self) -> _ItemsView:  # type: ignore[override]
+        return _ItemsView(self)
+
+    def copy(self) -> dict[Any, Any]:
+        """A plain ``dict`` with the current contents (a snapshot in memory)."""
+        return dict(self._iter_items())
+
+    def __repr__(self) -> str:
+        return repr(self.copy())
+
+    def __str__(self) -> str:
+        return repr(self.copy())
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, dict):
+            return NotImplemented
+        if isinstance(other, PersistDict):
+            other = other.copy()
+        return self.copy() == other
+
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    __hash__ = None
+
+    def __or__(self, other: Any) -> dict[Any, Any]:
+        if not isinstance(other, dict):
+            return NotImplemented
+        merged = self.copy()
+        merged.update(other.copy() if isinstance(other, PersistDict) else other)
+        return merged
+
+    def __ror__(self, other: Any) -> dict[Any, Any]:
+        if not isinstance(other, dict):
+            return NotImplemented
+        merged = dict(other)
+        merged.update(self.copy())
+        return merged
+
+    def __ior__(self, other: Any) -> PersistDict:
+        self.update(other)
+        return self
+
+    # -- writing -----------------------------------------------------------------
+
+    def _write(
+        self,
+        items: list[tuple[Any, bytes, Callable[[], bytes | None], bytes, Any]],
+    ) -> None:
+        """Store (key, encoded, original, payload, value) rows in ONE transaction."""
+        env = self._live()
+        now = time.time()
+
+        def fn(txn: Txn) -> tuple[list[bytes], int]:
+            ids = [
+                self._put(env, txn, encoded, original, payload, now)
+                for _key, encoded, original, payload, _value in items
+            ]
+            return ids, env.set_generation(txn)
+
+        (ids, previous), txn_id = env.write(fn)
+        changes: dict[bytes, tuple[object, LayerEntry] | None] = {}
+        for entry_id, (_key, _encoded, _original, payload, value) in zip(
+            ids, items, strict=True
+        ):
+            changes[entry_id] = (self._codec_key, self._layer_entry(value, payload))
+        env.layer.wrote(previous, txn_id, changes)
+        if self._verbose:
+            logger.debug("stored %d entries in %s", len(items), self._path)
+
+    def _row(
+        self, key: Any, value: Any
+    ) -> tuple[Any, bytes, Callable[[], bytes | None], bytes, Any]:
+        encoded = self._encode(key)
+        payload = self._dumps(key, value)
+        return key, encoded, lambda: self._original(key), payload, value
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._write([self._row(key, value)])
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        """Like ``dict.update``; all the items are stored in one transaction."""
+        if len(args) > 1:
+            raise TypeError(f"update expected at most 1 argument, got {len(args)}")
+        rows = []
+        if args:
+            other = args[0]
+            if isinstance(other, PersistDict):
+                pairs: Iterable[Any] = other._iter_items()
+            elif isinstance(other, Mapping) or hasattr(other, "keys"):
+                pairs = ((k, other[k]) for k in other.keys())  # noqa: SIM118 - keys() is the protocol
+            else:
+                pairs = other
+            for index, pair in enumerate(pairs):
+                try:
+                    key, value = pair
+                except (TypeError, ValueError) as exc:
+                    raise TypeError(
+                        f"update() needs a mapping or an iterable of (key, value) "
+                        f"pairs; element #{index} is {pair!r}"
+                    ) from exc
+                rows.append(self._row(key, value))
+        rows.extend(self._row(key, value) for key, value in kwargs.items())
+        if rows:
+            self._write(rows)
+
+    def _delete(self, key: Any, want_value: bool) -> Any:
+        env = self._live()
+        encoded = self._encode(key)
+        now = time.time()
+
+        def fn(txn: Txn) -> tuple[bytes, bytes | None, int]:
+            found = self._find(env, txn, encoded)
+            if found is None or (
+                self._expire_seconds and self._expired(env, *found, now)
+            ):
+                raise _NotFound
+            record = txn.get(found[0], db=env.values) if want_value else None
+            self._remove(env, txn, *found)
+            return found[0], record, env.set_generation(txn)
+
+        (entry_id, record, previous), txn_id = env.write(fn)
+        env.layer.wrote(previous, txn_id, {entry_id: None})
+        if record is None:
+            return None
+        return self._codec.loads(self._codec.open(entry_id, record))
+
+    def __delitem__(self, key: Any) -> None:
+        try:
+            self._delete(key, want_value=False)
+        except _NotFound:
+            raise KeyError(key) from None
+
+    def pop(self, key: Any, default: Any = _MISSING) -> Any:
+        try:
+            return self._delete(key, want_value=True)
+        except _NotFound:
+            if default is _MISSING:
+                raise KeyError(key) from None
+            return default
+
+    def popitem(self) -> tuple[Any, Any]:
+        """Remove and return the last inserted (key, value) pair (LIFO)."""
+        env = self._live()
+        now = time.time()
+
+        def fn(txn: Txn) -> tuple[bytes, bytes, bytes | None, int]:
+            cursor = txn.cursor(db=env.order)
+            ok = cursor.last()
+            while ok:
+                entry_id = cursor.value()
+                raw = txn.get(entry_id, db=env.meta)
+                if raw is not None and not (
+                    self._expire_seconds and self._expired(env, entry_id, raw, now)
+                ):
+                    record = txn.get(entry_id, db=env.values)
+                    self._remove(env, txn, entry_id, raw)
+                    return entry_id, raw, record, env.set_generation(txn)
+                ok = cursor.prev()
+            raise _NotFound
+
+        try:
+            (entry_id, raw, record, previous), txn_id = env.write(fn)
+        except _NotFound:
+            raise KeyError("popitem(): dictionary is empty") from None
+        env.layer.wrote(previous, txn_id, {entry_id: None})
+        meta = unpack_meta(raw)
+        key = self._decode(meta.full or entry_id, meta.original)
+        return key, self._codec.loads(self._codec.open(entry_id, record or b""))
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        value = self._read(key)
+        if value is not _MISSING:
+            return value
+        env = self._live()
+        encoded = self._encode(key)
+        payload = self._dumps(key, default)
+        now = time.time()
+
+        def fn(txn: Txn) -> tuple[bytes, bytes | None, int]:
+            found = self._find(env, txn, encoded)
+            if found is not None and not (
+                self._expire_seconds and self._expired(env, *found, now)
+            ):
+                # Another thread or process stored it meanwhile: keep theirs.
+                return found[0], txn.get(found[0], db=env.values), 0
+            entry_id = self._put(
+                env, txn, encoded, lambda: self._original(key), payload, now
+            )
+            return entry_id, None, env.set_generation(txn)
+
+        (entry_id, record, previous), txn_id = env.write(fn)
+        if record is not None:
+            return self._codec.loads(self._codec.open(entry_id, record))
+        env.layer.wrote(
+            previous,
+            txn_id,
+            {entry_id: (self._codec_key, self._layer_entry(default, payload))},
+        )
+        return default
+
+    def clear(self) -> None:
+        env = self._live()
+
+        def fn(txn: Txn) -> int:
+            for db in (env.values, env.meta, env.order):
+                txn.drop(db, delete=False)
+            return env.set_generation(txn)
+
+        previous, txn_id = env.write(fn)
+        env.layer.wrote(previous, txn_id, None)
+
+    @classmethod
+    def fromkeys(cls, iterable: Iterable[Any], value: Any = None) -> NoReturn:
+        raise TypeError(
+            "PersistDict.fromkeys() cannot know where to store: use "
+            "PersistDict(path).update(dict.fromkeys(keys, value))"
+        )
+
+    def __call__(self, *args: Any, **kwargs: Any) -> PersistDict:
+        """Fill the store like ``dict(...)``; allowed once per store."""
+        env = self._live()
+        if env.settings_snapshot().get("filled"):
+            raise PersistDictError(
+                f"the store at {self._path} was already filled by a call "
+                "d(...), which is allowed once per store (like dict(...)); "
+                "use d.update(...) to add more"
+            )
+        self.update(*args, **kwargs)
+        env.update_settings({"filled": True})
+        return self
+
+    # -- expiration --------------------------------------------------------------
+
+    def _expire_where(self, match: Callable[[bytes, MetaRecord], bool] | None) -> int:
+        """Remove expired entries (all, or those ``match`` accepts); return how many.
+
+        Works through the store 10,000 entries per write transaction, so other
+        writers are never held up for long.
+        """
+        if not self._expire_seconds:
+            return 0
+        env = self._live()
+        env.flush_atimes()
+        now = time.time()
+        removed = 0
+        position = b""
+        while True:
+
+            def fn(txn: Txn, position: bytes = position) -> tuple[int, bytes | None]:
+                cursor = txn.cursor(db=env.meta)
+                count = seen = 0
+                ok = cursor.set_range(position) if position else cursor.first()
+                while ok and seen < 10_000:
+                    entry_id, raw = cursor.item()
+                    seen += 1
+                    if self._expired(env, entry_id, raw, now) and (
+                        match is None or match(entry_id, unpack_meta(raw))
+                    ):
+                        self._remove(env, txn, entry_id, raw)
+                        count += 1
+                        ok = cursor.set_range(entry_id)
+                        continue
+                    ok = cursor.next()
+                if count:
+                    env.set_generation(txn)
+                return count, cursor.key() if ok else None
+
+            (count, next_position), txn_id = env.write(fn)
+            if count:
+                env.layer.wrote(-1, txn_id, None)
+            removed += count
+            if next_position is None:
+                break
+            position = next_position
+        if removed and self._verbose:
+            logger.debug("expired %d entries from %s", removed, self._path)
+        return removed
+
+    def expire(self) -> int:
+        """Remove every entry not accessed for ``expiration_days``; return how many."""
+        return self._expire_where(None)
+
+    def _sweep(self, limit: int) -> None:
+        """Bounded sweep at open: examine at most ``limit`` entries, resuming
+        where the last sweep stopped, so opening a large store stays fast."""
+        env = self._live()
+        now = time.time()
+
+        def fn(txn: Txn) -> tuple[int, bytes]:
+            raw_pos = txn.get(b"sweep-position", db=env.internal) or b""
+            cursor = txn.cursor(db=env.meta)
+            ok = cursor.set_range(raw_pos) if raw_pos else cursor.first()
+            count = seen = 0
+            while ok and seen < limit:
+                entry_id, raw = cursor.item()
+                seen += 1
+                if self._expired(env, entry_id, raw, now):
+                    self._remove(env, txn, entry_id, raw)
+                    count += 1
+                    ok = cursor.set_range(entry_id)
+                    continue
+                ok = cursor.next()
+            next_pos = cursor.key() if ok else b""
+            if next_pos != raw_pos:
+                txn.put(b"sweep-position", next_pos or b"\x00", db=env.internal)
+            if count:
+                env.set_generation(txn)
+            return count, next_pos
+
+        def nothing_to_do(txn: Txn) -> bool:
+            entries = int(txn.stat(env.meta)["entries"])
+            if entries > limit:
+                return False
+            return not any(
+                self._expired(env, entry_id, raw, now)
+                for entry_id, raw in txn.cursor(db=env.meta)
+            )
+
+        if env.read(nothing_to_do):
+            return
+        (count, _pos), txn_id = env.write(fn)
+        if count:
+            env.layer.wrote(-1, txn_id, None)
+            logger.debug("swept %d expired entries from %s at open", count, self._path)
+
+    # -- helpers for persist_cache and the integrations --------------------------
+
+    def _prefix_rows(
+        self, txn: Txn, env: Env, prefix: str
+    ) -> Iterator[tuple[bytes, bytes, str]]:
+        """(id, raw meta, key) of entries whose str key starts with ``prefix``."""
+        start = b"\x01" + prefix.encode("utf-8", "surrogatepass")
+        cursor = txn.cursor(db=env.meta)
+        ok = cursor.set_range(start)
+        while ok:
+            entry_id, raw = cursor.item()
+            if not entry_id.startswith(start):
+                break
+            yield entry_id, raw, entry_id[1:].decode("utf-8", "surrogatepass")
+            ok = cursor.next()
+        if cursor.set_range(HASHED):
+            for entry_id, raw in cursor:
+                full = unpack_meta(raw).full
+                if full is not None and full.startswith(start):
+                    yield entry_id, raw, full[1:].decode("utf-8", "surrogatepass")
+
+    def _keys_with_prefix(self, prefix: str) -> list[str]:
+        """Visible str keys starting with ``prefix`` (in key order)."""
+        if self._key_dumps is not None:
+            raise TypeError("prefix queries need the default key encoding")
+        env = self._live()
+        now = time.time()
+
+        def fn(txn: Txn) -> list[str]:
+            return [
+                key
+                for entry_id, raw, key in self._prefix_rows(txn, env, prefix)
+                if not (self._expire_seconds and self._expired(env, entry_id, raw, now))
+            ]
+
+        return env.read(fn)
+
+    def _delete_prefix(self, prefix: str) -> int:
+        """Delete the entries whose str key starts with ``prefix`` (one transaction)."""
+        if self._key_dumps is not None:
+            raise TypeError("prefix queries need the default key encoding")
+        env = self._live()
+
+        def fn(txn: Txn) -> tuple[int, int]:
+            rows = list(self._prefix_rows(txn, env, prefix))
+            for entry_id, raw, _key in rows:
+                self._remove(env, txn, entry_id, raw)
+            return len(rows), env.set_generation(txn) if rows else -1
+
+        (count, previous), txn_id = env.write(fn)
+        if count:
+            env.layer.wrote(previous, txn_id, None)
+        return count
+
+    def _expire_prefix(self, prefix: str) -> int:
+        """Remove expired entries whose str key starts with ``prefix``."""
+        start = b"\x01" + prefix.encode("utf-8", "surrogatepass")
+
+        def match(entry_id: bytes, meta: MetaRecord) -> bool:
+            return (meta.full or entry_id).startswith(start)
+
+        return self._expire_where(match)
+
+    def _get_many(self, keys: Iterable[Any], default: Any = None) -> list[Any]:
+        """The values of ``keys`` read in one transaction (``default`` if missing)."""
+        env = self._live()
+        encoded_keys = [self._encode(key) for key in keys]
+        now = time.time()
+
+        def fn(txn: Txn) -> list[tuple[bytes, bytes] | None]:
+            out: list[tuple[bytes, bytes] | None] = []
+            for encoded in encoded_keys:
+                found = self._find(env, txn, encoded)
+                if found is None or (
+                    self._expire_seconds and self._expired(env, *found, now)
+                ):
+                    out.append(None)
+                    continue
+                record = txn.get(found[0], db=env.values)
+                out.append(None if record is None else (found[0], record))
+            return out
+
+        results = []
+        for row in env.read(fn):
+            if row is None:
+                results.append(default)
+            else:
+                env.touch(row[0], now)
+                results.append(self._codec.loads(self._codec.open(*row)))
+        return results
+
+    def _delete_many(self, keys: Iterable[Any]) -> int:
+        """Delete ``keys`` (missing ones are skipped) in one transaction."""
+        env = self._live()
+        encoded_keys = [self._encode(key) for key in keys]
+
+        def fn(txn: Txn) -> tuple[list[bytes], int]:
+            removed = []
+            for encoded in encoded_keys:
+                found = self._find(env, txn, encoded)
+                if found is not None:
+                    self._remove(env, txn, *found)
+                    removed.append(found[0])
+            return removed, env.set_generation(txn) if removed else -1
+
+        (removed, previous), txn_id = env.write(fn)
+        if removed:
+            env.layer.wrote(previous, txn_id, dict.fromkeys(removed))
+        return len(removed)
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def close(self) -> None:
+        """Flush pending access times and release the store. Idempotent."""
+        env = self._env
+        if env is None:
+            return
+        self._env = None
+        release_env(env)
+
+    def __enter__(self) -> PersistDict:
+        self._live()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        env = self.__dict__.get("_env")
+        if env is not None:
+            self._env = None
+            release_env(env)
+
+    def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
+        return (_reopen, (str(self._path), self._options))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return self.__reduce_ex__(2)
+
+    def __sizeof__(self) -> int:
+        return object.__sizeof__(self)
+
+
+def _reopen(path: str, options: dict[str, Any]) -> PersistDict:
+    return PersistDict(path, **options)
+
+
+class _KeysView(KeysView[Any]):
+    __slots__ = ()
+    _mapping: PersistDict
+
+    def __reversed__(self) -> Iterator[Any]:
+        return reversed(self._mapping)
+
+    def __repr__(self) -> str:
+        return f"dict_keys({list(self)!r})"
+
+
+class _ValuesView(ValuesView[Any]):
+    __slots__ = ()
+    _mapping: PersistDict
+
+    def __iter__(self) -> Iterator[Any]:
+        return self._mapping._iter_values()
+
+    def __reversed__(self) -> Iterator[Any]:
+        mapping = self._mapping
+        return iter([value for _key, value in reversed(list(mapping._iter_items()))])
+
+    def __repr__(self) -> str:
+        return f"dict_values({list(self)!r})"
+
+
+class _ItemsView(ItemsView[Any, Any]):
+    __slots__ = ()
+    _mapping: PersistDict
+
+    def __iter__(self) -> Iterator[tuple[Any, Any]]:
+        return self._mapping._iter_items()
+
+    def __reversed__(self) -> Iterator[tuple[Any, Any]]:
+        return iter(list(self._mapping._iter_items())[::-1])
+
+    def __repr__(self) -> str:
+        return f"dict_items({list(self)!r})"

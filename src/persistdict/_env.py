@@ -1,0 +1,612 @@
+"""One LMDB environment per store directory per process.
+
+lmdb-dict-full keeps environments per path string and runs every mapping operation
+in its own transaction; persistdict needs more than that, so this module talks to
+py-lmdb directly for:
+
+* one write transaction over several named databases (value, metadata, order);
+* growing the map when it is full, and adopting a size another process grew to
+  (``set_mapsize`` is only allowed while this process has no transaction open, so
+  every transaction passes a gate that a resize closes);
+* ``fork``: an environment must not be used in a child, and closing the inherited
+  one is only safe while no transaction is open, so a fork waits at the gate too,
+  and the child reopens the environment on first use;
+* ``close()``, which lmdb-dict-full does not have.
+
+lmdb-dict-full's ``SafeLmdbDict`` (YAML, never pickle) keeps the store's settings
+in their own sub-database, so reading what a store is never unpickles anything.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import stat
+import struct
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
+
+import lmdb
+from lmdb_dict import SafeLmdbDict
+from lmdb_dict.cache import DummyCache
+from lmdb_dict.mapping.abc import LockingCache
+from lmdb_dict.util import DummyLockPool
+
+from ._exceptions import (
+    ReadOnlyError,
+    StoreCorruptedError,
+    UnsafeStoreError,
+)
+from ._memory import MemoryLayer
+from ._meta import meta_atime, with_atime
+
+__all__ = ["Env", "Txn", "acquire_env", "release_env"]
+
+if TYPE_CHECKING:
+    Txn: TypeAlias = lmdb.Transaction[bytes]
+else:
+    Txn = lmdb.Transaction
+
+logger = logging.getLogger("persistdict")
+
+T = TypeVar("T")
+
+FORMAT_VERSION = 1
+DEFAULT_MAP_SIZE = 64 * 1024 * 1024
+MAX_READERS = 1024
+# Named databases, all opened once with the environment (opening one while another
+# thread holds a write transaction deadlocks the process: LMDB-NOTES.md).
+DB_NAMES = (b"values", b"meta", b"order", b"internal", b"settings")
+# Key in the internal database: the id of the last transaction that changed data
+# (not only access times). Memory layers compare it to know whether to drop.
+GEN_KEY = b"data-generation"
+_u64 = struct.Struct(">Q")
+ATIME_FLUSH_SECONDS = 1.0
+
+_fork_generation = 0
+
+
+class _Settings(SafeLmdbDict):  # type: ignore[misc]
+    """lmdb-dict's YAML mapping over our ``settings`` database.
+
+    lmdb-dict caches environments by path string and never closes them; we hand it
+    our environment instead (one per path per process, reopened after fork).
+    """
+
+    def __init__(self, environ: lmdb.Environment, db: Any) -> None:
+        self._environ_ = environ
+        self._db_ = db
+        self.name = "settings"
+        self._locker_ = LockingCache(DummyCache(), DummyLockPool())
+
+
+def _check_data_file(data_file: Path) -> None:
+    """Refuse a data file LMDB would crash on (SIGBUS on a truncated file)."""
+    try:
+        size = data_file.stat().st_size
+    except FileNotFoundError:
+        return
+    if size == 0:
+        return
+    with data_file.open("rb") as fh:
+        head = fh.read(2 * 65536)
+    page_size = 0
+    best: tuple[int, int] | None = None  # (txnid, last_pgno)
+    for offset in _meta_offsets(head):
+        if len(head) < offset + 152:
+            continue
+        magic = struct.unpack_from("<I", head, offset + 16)[0]
+        if magic != 0xBEEFC0DE:
+            continue
+        psize = struct.unpack_from("<I", head, offset + 40)[0]
+        last_pg, txnid = struct.unpack_from("<QQ", head, offset + 136)
+        if offset == 0:
+            page_size = psize
+        if best is None or txnid > best[0]:
+            best = (txnid, last_pg)
+    if best is None or page_size == 0:
+        raise StoreCorruptedError(
+            f"{data_file} is not an LMDB data file (no valid meta page): the "
+            "store is damaged or this is not a persistdict store; move it away"
+        )
+    needed = (best[1] + 1) * page_size
+    if size < needed:
+        raise StoreCorruptedError(
+            f"{data_file} is truncated ({size} bytes, its last page ends at "
+            f"{needed}): the store is damaged; restore it from a copy or move it away"
+        )
+
+
+def _meta_offsets(head: bytes) -> list[int]:
+    offsets = [0]
+    if len(head) >= 44:
+        psize = struct.unpack_from("<I", head, 40)[0]
+        if 512 <= psize <= 65536:
+            offsets.append(psize)
+    return offsets
+
+
+def _check_ownership(path: Path, allow_unsafe: bool) -> None:
+    if allow_unsafe:
+        return
+    uid = os.geteuid()
+    for item in (path, path / "data.mdb", path / "lock.mdb"):
+        try:
+            st = item.stat()
+        except FileNotFoundError:
+            continue
+        if st.st_uid != uid:
+            raise UnsafeStoreError(
+                f"{item} belongs to uid {st.st_uid}, not to you (uid {uid}): "
+                "whoever can write a store can run code in every process that "
+                "reads it; pass allow_unsafe_permissions=True if you trust its owner"
+            )
+        if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise UnsafeStoreError(
+                f"{item} can be written by other users (mode "
+                f"{stat.S_IMODE(st.st_mode):o}): whoever can write a store can run "
+                f"code in every process that reads it; run 'chmod go-w {item}' or "
+                "pass allow_unsafe_permissions=True"
+            )
+
+
+class Env:
+    """A store's LMDB environment in this process, shared by its handles."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        readonly: bool,
+        durable: bool,
+        map_size: int | None,
+        allow_unsafe: bool,
+    ) -> None:
+        self.path = path
+        self.readonly = readonly
+        self.durable = durable
+        self.allow_unsafe = allow_unsafe
+        self._initial_map_size = map_size or DEFAULT_MAP_SIZE
+        self.refcount = 0
+        self.closed = False
+        self.layer = MemoryLayer()
+        self._reset_process_state()
+        self._open()
+
+    # -- opening ---------------------------------------------------------------
+
+    def _reset_process_state(self) -> None:
+        self._generation = _fork_generation
+        # The gate: every transaction holds a token while it is open; a resize or
+        # a fork sets _paused and waits until no token is left. Appending to and
+        # popping from a list are atomic under the GIL, and each side re-checks
+        # the other's flag after setting its own, so the fast path takes no lock.
+        self._tokens: list[None] = []
+        self._paused = 0
+        self._pause_lock = threading.Lock()
+        self._pending: dict[bytes, float] = {}
+        self._pending_lock = threading.Lock()
+        self._flusher: threading.Thread | None = None
+        self.layer.reset()
+
+    def _open(self) -> None:
+        path = self.path
+        if path.exists() and not path.is_dir():
+            raise StoreCorruptedError(
+                f"{path} is a file, not a store directory: pass the path of a "
+                "directory (it is created if missing)"
+            )
+        if not path.exists():
+            if self.readonly:
+                raise FileNotFoundError(
+                    f"no store at {path}: a read-only store must already exist"
+                )
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            path.chmod(0o700)
+        _check_ownership(path, self.allow_unsafe)
+        _check_data_file(path / "data.mdb")
+        lock = True
+        if self.readonly and not os.access(path, os.W_OK):
+            # LMDB writes lock.mdb even read-only; without write access it can
+            # only read a snapshot without locking (unsafe with a live writer).
+            logger.warning(
+                "%s is not writable: opening it read-only without locks, so "
+                "concurrent writers are not seen safely",
+                path,
+            )
+            lock = False
+        elif self.readonly and not (path / "data.mdb").exists():
+            raise FileNotFoundError(
+                f"no store at {path}: a read-only store must already exist"
+            )
+        try:
+            self.env = lmdb.open(
+                str(path),
+                map_size=self._initial_map_size,
+                subdir=True,
+                readonly=self.readonly,
+                metasync=self.durable,
+                sync=self.durable,
+                mode=0o600,
+                max_readers=MAX_READERS,
+                max_dbs=len(DB_NAMES) + 1,
+                max_spare_txns=0,
+                lock=lock,
+            )
+        except (
+            lmdb.InvalidError,
+            lmdb.VersionMismatchError,
+            lmdb.CorruptedError,
+        ) as exc:
+            raise StoreCorruptedError(
+                f"{path} does not hold a readable LMDB store ({exc}): move it away "
+                "or pass another path"
+            ) from exc
+        try:
+            if lock:
+                self.env.reader_check()
+            self._open_dbs()
+        except BaseException:
+            self.env.close()
+            raise
+        self._lock = lock
+
+    def _open_dbs(self) -> None:
+        path = self.path
+        env = self.env
+        with env.begin() as txn:
+            foreign = [key for key, _ in txn.cursor() if key not in DB_NAMES]
+            if foreign:
+                raise StoreCorruptedError(
+                    f"{path} is an LMDB environment but not a persistdict store "
+                    f"(it has other databases or keys, e.g. {foreign[0]!r}); "
+                    "pass another path"
+                )
+            existing = txn.get(b"values") is not None
+        try:
+            if self.readonly:
+                if not existing:
+                    raise StoreCorruptedError(
+                        f"{path} is not a persistdict store (it has no entries "
+                        "database); open it once without readonly=True first"
+                    )
+                dbs = [env.open_db(name, create=False) for name in DB_NAMES]
+            else:
+                with env.begin(write=True) as txn:
+                    dbs = [env.open_db(name, txn=txn) for name in DB_NAMES]
+        except lmdb.MapFullError:
+            env.set_mapsize(env.info()["map_size"] * 2)
+            self._open_dbs()
+            return
+        except lmdb.Error as exc:
+            raise StoreCorruptedError(
+                f"{path} is not a readable persistdict store ({exc})"
+            ) from exc
+        self.values, self.meta, self.order, self.internal, settings_db = dbs
+        self.settings = _Settings(env, settings_db)
+        if not self.readonly and "format" not in self._settings_snapshot():
+            self.update_settings({"format": FORMAT_VERSION, "created": time.time()})
+        fmt = self._settings_snapshot().get("format", FORMAT_VERSION)
+        if fmt != FORMAT_VERSION:
+            raise StoreCorruptedError(
+                f"{path} was written in store format {fmt!r}; this persistdict "
+                f"reads format {FORMAT_VERSION}"
+            )
+
+    # -- the gate ----------------------------------------------------------------
+
+    def _enter(self) -> None:
+        if self._generation != _fork_generation:
+            self._reopen_after_fork()
+        tokens = self._tokens
+        while True:
+            if not self._paused:
+                tokens.append(None)
+                if not self._is_paused():
+                    return
+                tokens.pop()  # a resize or a fork started meanwhile: step back
+            with self._pause_lock:  # wait for the resize or fork to finish
+                pass
+
+    def _is_paused(self) -> bool:
+        return self._paused > 0
+
+    def _pause(self) -> None:
+        """Close the gate and wait until no transaction is open in this process."""
+        self._pause_lock.acquire()
+        self._paused += 1
+        while self._tokens:
+            time.sleep(0.0002)
+
+    def _unpause(self) -> None:
+        self._paused -= 1
+        self._pause_lock.release()
+
+    def _set_mapsize(self, size: int) -> None:
+        self._pause()
+        try:
+            self.env.set_mapsize(size)
+        finally:
+            self._unpause()
+
+    def _grow(self) -> None:
+        current = self.env.info()["map_size"]
+        new = current * 2
+        logger.debug(
+            "growing the map of %s from %d to %d bytes", self.path, current, new
+        )
+        self._set_mapsize(new)
+
+    # -- transactions ------------------------------------------------------------
+
+    def _begin(self, write: bool) -> Txn:
+        """Begin a transaction; the caller holds a token."""
+        retried_readers = False
+        while True:
+            try:
+                return self.env.begin(write=write)
+            except lmdb.MapResizedError:
+                # Another process grew the map: adopt its size.
+                self._tokens.pop()
+                try:
+                    self._set_mapsize(0)
+                finally:
+                    self._enter()
+            except lmdb.ReadersFullError:
+                if retried_readers:
+                    raise
+                retried_readers = True
+                # Slots of killed processes stay taken until a reader check.
+                self.env.reader_check()
+
+    def read(self, fn: Callable[[Txn], T]) -> T:
+        """Run ``fn`` in a read transaction and return its result."""
+        self._enter()
+        try:
+            txn = self._begin(False)
+            try:
+                return fn(txn)
+            finally:
+                txn.abort()
+        finally:
+            self._tokens.pop()
+
+    def write(self, fn: Callable[[Txn], T]) -> tuple[T, int]:
+        """Run ``fn`` in a write transaction, commit, return (result, txn id).
+
+        ``fn`` may run more than once: when the map is full the transaction is
+        aborted, the map grown, and ``fn`` run again.
+        """
+        if self.readonly:
+            raise ReadOnlyError(
+                f"the store at {self.path} was opened with readonly=True: open it "
+                "without readonly to change it"
+            )
+        while True:
+            self._enter()
+            try:
+                txn = self._begin(True)
+                try:
+                    result = fn(txn)
+                    txn_id: int = txn.id()
+                    txn.commit()
+                    return result, txn_id
+                except lmdb.MapFullError:
+                    txn.abort()
+                except BaseException:
+                    txn.abort()
+                    raise
+            finally:
+                self._tokens.pop()
+            self._grow()
+
+    def set_generation(self, txn: Txn) -> int:
+        """Mark ``txn`` as changing data; return the generation it replaces."""
+        old = txn.get(GEN_KEY, db=self.internal)
+        txn.put(GEN_KEY, _u64.pack(txn.id()), db=self.internal)
+        return _u64.unpack(old)[0] if old else 0
+
+    def generation(self, txn: Txn) -> int:
+        raw = txn.get(GEN_KEY, db=self.internal)
+        return _u64.unpack(raw)[0] if raw else 0
+
+    # -- settings ------------------------------------------------------------------
+
+    def _settings_snapshot(self) -> dict[str, Any]:
+        self._enter()
+        try:
+            return dict(self.settings.items())
+        finally:
+            self._tokens.pop()
+
+    def settings_snapshot(self) -> dict[str, Any]:
+        return self._settings_snapshot()
+
+    def update_settings(self, values: dict[str, Any]) -> None:
+        if self.readonly:
+            return
+        self._enter()
+        try:
+            self.settings.update(values)
+        finally:
+            self._tokens.pop()
+
+    # -- access times ----------------------------------------------------------------
+
+    def touch(self, entry_id: bytes, now: float) -> None:
+        """Record a read of ``entry_id``; written within about a second."""
+        if self.readonly or self.closed or entry_id in self._pending:
+            return
+        with self._pending_lock:
+            self._pending[entry_id] = now
+            if self._flusher is None:
+                self._flusher = threading.Thread(
+                    target=self._flush_loop,
+                    name=f"persistdict-atime-{self.path.name}",
+                    daemon=True,
+                )
+                self._flusher.start()
+
+    def pending_atime(self, entry_id: bytes) -> float:
+        return self._pending.get(entry_id, 0.0)
+
+    def _flush_loop(self) -> None:
+        while True:
+            time.sleep(ATIME_FLUSH_SECONDS)
+            with self._pending_lock:
+                if not self._pending or self.closed:
+                    self._flusher = None
+                    return
+            self.flush_atimes()
+
+    def flush_atimes(self) -> None:
+        """Write the access times recorded since the last flush, in one transaction."""
+        with self._pending_lock:
+            batch, self._pending = self._pending, {}
+        if not batch or self.readonly:
+            return
+        meta = self.meta
+
+        def put(txn: Txn) -> None:
+            for entry_id, atime in batch.items():
+                raw = txn.get(entry_id, db=meta)
+                if raw is not None and atime > meta_atime(raw):
+                    txn.put(entry_id, with_atime(raw, atime), db=meta)
+
+        try:
+            self.write(put)
+        except lmdb.Error:
+            # Access times are advisory: losing one batch must not break a read.
+            logger.warning(
+                "could not record access times in %s", self.path, exc_info=True
+            )
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def _reopen_after_fork(self) -> None:
+        with _REGISTRY_LOCK:
+            if self._generation == _fork_generation:
+                return
+            old = self.env
+            self._reset_process_state()
+            # No transaction was open at the fork (the fork waited at the gate),
+            # so closing the inherited environment releases nothing of the parent's.
+            old.close()
+            self._open()
+
+    def close(self) -> None:
+        if self._generation != _fork_generation:
+            # Inherited through fork and never used here: nothing to flush.
+            # No transaction was open at the fork, so closing is safe.
+            old = self.env
+            self._reset_process_state()
+            self.closed = True
+            old.close()
+            return
+        self.flush_atimes()
+        if not self.durable and not self.readonly:
+            self.env.sync(True)
+        self._pause()
+        try:
+            self.closed = True
+            self.env.close()
+        finally:
+            self._unpause()
+
+    def before_fork(self) -> None:
+        if self._generation == _fork_generation:
+            self._pause()
+
+    def after_fork_in_parent(self) -> None:
+        if self._generation == _fork_generation:
+            self._unpause()
+
+
+_REGISTRY: dict[Path, Env] = {}
+_REGISTRY_LOCK = threading.RLock()
+
+
+def acquire_env(
+    path: Path,
+    *,
+    readonly: bool,
+    durable: bool,
+    map_size: int | None,
+    allow_unsafe: bool,
+) -> Env:
+    """The environment of ``path`` in this process, opened on first use."""
+    with _REGISTRY_LOCK:
+        env = _REGISTRY.get(path)
+        if env is None:
+            env = Env(
+                path,
+                readonly=readonly,
+                durable=durable,
+                map_size=map_size,
+                allow_unsafe=allow_unsafe,
+            )
+            _REGISTRY[path] = env
+        else:
+            if env.readonly and not readonly:
+                raise ValueError(
+                    f"{path} is already open read-only in this process: close "
+                    "the read-only handles first, or open this one read-only too"
+                )
+            if env.durable != durable and not env.readonly:
+                raise ValueError(
+                    f"{path} is already open in this process with durable="
+                    f"{env.durable}; every handle of a store in one process must "
+                    "use the same durable setting"
+                )
+            if not allow_unsafe:
+                _check_ownership(path, False)
+        env.refcount += 1
+        return env
+
+
+def release_env(env: Env) -> None:
+    with _REGISTRY_LOCK:
+        env.refcount -= 1
+        if env.refcount > 0:
+            return
+        if _REGISTRY.get(env.path) is env:
+            del _REGISTRY[env.path]
+    env.close()
+
+
+def _before_fork() -> None:
+    _REGISTRY_LOCK.acquire()
+    for env in list(_REGISTRY.values()):
+        env.before_fork()
+
+
+def _after_fork_in_parent() -> None:
+    for env in list(_REGISTRY.values()):
+        env.after_fork_in_parent()
+    _REGISTRY_LOCK.release()
+
+
+def _after_fork_in_child() -> None:
+    global _fork_generation, _REGISTRY_LOCK
+    _fork_generation += 1
+    _REGISTRY_LOCK = threading.RLock()
+
+
+os.register_at_fork(
+    before=_before_fork,
+    after_in_parent=_after_fork_in_parent,
+    after_in_child=_after_fork_in_child,
+)
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    for env in list(_REGISTRY.values()):
+        if env._generation == _fork_generation:
+            env.flush_atimes()
+            if not env.durable and not env.readonly:
+                env.env.sync(True)

@@ -85,3 +85,15 @@ def popen_python(
         text=True,
         env=full_env,
     )
+
+
+@pytest.fixture
+def run_py() -> object:
+    """``run_py(code, *args, env=None, timeout=60, check=True)``: see run_python."""
+    return run_python
+
+
+@pytest.fixture
+def popen_py() -> object:
+    """``popen_py(code, *args, env=None)``: see popen_python."""
+    return popen_python

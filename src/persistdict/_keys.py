@@ -100,9 +100,10 @@ def function_namespace(func: Callable[..., Any], version: str | None) -> str:
         or getattr(func, "__name__", None)
         or type(func).__qualname__
     )
-    if "<lambda>" in qualname and isinstance(func, types.FunctionType):
+    code = getattr(inspect.unwrap(func), "__code__", None)
+    if "<lambda>" in qualname and isinstance(code, types.CodeType):
         out: list[bytes] = []
-        _encode_function(func, out, True, [])
+        _encode_code(code, out, True)
         qualname += "#" + xxhash.xxh3_64_hexdigest(b"".join(out))
     return f"{module}:{qualname}:{version or ''}:"
 
@@ -576,7 +577,13 @@ class CallKey:
         dumps = marshal.dumps
         normalize = self._bind if self._key is None else self.normalize
         nparams = len(self._defaults)
-        exact = self._key is None and not self._drop and self._bind == self._bind_simple
+        # All parameters positional: a call with one value each binds as is.
+        exact = (
+            self._key is None
+            and not self._drop
+            and self._bind == self._bind_simple
+            and self._npositional == nparams
+        )
 
         def make_key(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
             if exact and not kwargs and len(args) == nparams:

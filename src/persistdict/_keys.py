@@ -512,11 +512,12 @@ class CallKey:
         self._required = [
             tuple(i for i in required if i >= n) for n in range(len(params) + 1)
         ]
-        # The signature is part of every key: renaming or reordering
-        # parameters, or switching typed=, never reads entries of the old form.
-        header = (
-            f"{signature}|typed={typed}|ignore={sorted(ignored)}|key={key is not None}"
-        )
+        # Parameter names and kinds are part of every key: renaming or
+        # reordering parameters, or switching typed=, never reads entries of the
+        # old form. Annotations and defaults are not (defaults are applied to
+        # the values), so adding type hints keeps the entries.
+        shape = ",".join(f"{p.kind.name}:{p.name}" for p in params)
+        header = f"{shape}|typed={typed}|ignore={sorted(ignored)}|key={key is not None}"
         self._seed = xxhash.xxh3_64_intdigest(header.encode("utf-8", "surrogatepass"))
 
     def _bind_simple(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

@@ -41,6 +41,7 @@ from typing import (
     TYPE_CHECKING,
     Any,
     ClassVar,
+    Concatenate,
     Final,
     Generic,
     NamedTuple,
@@ -63,6 +64,8 @@ __all__ = ("CacheInfo", "CacheParameters", "CachedFunction", "persist_cache")
 
 P = ParamSpec("P")
 R = TypeVar("R")
+_P2 = ParamSpec("_P2")
+_S = TypeVar("_S")
 
 logger = logging.getLogger("persistdict")
 
@@ -111,6 +114,19 @@ class CachedFunction(Protocol[P, R]):
     __wrapped__: Callable[P, R]
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
+
+    # Read through an instance, a memoized method binds like a function.
+    @overload
+    def __get__(
+        self, instance: None, owner: type[Any] | None = None
+    ) -> CachedFunction[P, R]: ...
+
+    @overload
+    def __get__(
+        self: CachedFunction[Concatenate[_S, _P2], R],
+        instance: _S,
+        owner: type[Any] | None = None,
+    ) -> Callable[_P2, R]: ...
 
     def cache_info(self) -> CacheInfo:
         """``(hits, misses, maxsize, currsize)``."""

@@ -590,6 +590,19 @@ class PersistDict(dict):  # type: ignore[type-arg]
 
     __hash__ = None
 
+    # Dicts are not ordered; defined so that no dict slot is left to answer.
+    def __lt__(self, other: object) -> bool:
+        return NotImplemented
+
+    def __le__(self, other: object) -> bool:
+        return NotImplemented
+
+    def __gt__(self, other: object) -> bool:
+        return NotImplemented
+
+    def __ge__(self, other: object) -> bool:
+        return NotImplemented
+
     def __or__(self, other: Any) -> dict[Any, Any]:
         if not isinstance(other, dict):
             return NotImplemented

@@ -1,0 +1,343 @@
+"""Threads, processes, fork and kill -9 on one store, with real subprocesses."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from persistdict import PersistDict
+
+WRITER = """
+import sys, threading
+from persistdict import PersistDict
+path, proc, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+d = PersistDict(path)
+def work(thread):
+    for i in range(n):
+        d[f"p{proc}-t{thread}-{i}"] = (proc, thread, i)
+        d["shared"] = (proc, thread, i)
+threads = [threading.Thread(target=work, args=(t,)) for t in range(2)]
+for t in threads: t.start()
+for t in threads: t.join()
+d.update({f"batch-{proc}-{i}": i for i in range(50)})
+print("done")
+"""
+
+
+def test_four_processes_two_threads_lose_nothing(
+    store_path: Path, popen_py: Any
+) -> None:
+    PersistDict(store_path).close()
+    n = 60
+    procs = [popen_py(WRITER, str(store_path), str(p), str(n)) for p in range(4)]
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        assert out.strip() == "done"
+    with PersistDict(store_path) as d:
+        for p in range(4):
+            for t in range(2):
+                for i in range(n):
+                    assert d[f"p{p}-t{t}-{i}"] == (p, t, i)
+            for i in range(50):
+                assert d[f"batch-{p}-{i}"] == i
+        assert len(d) == 4 * 2 * n + 4 * 50 + 1
+        assert d["shared"][2] == n - 1
+
+
+def test_another_process_sees_every_change_on_the_next_read(
+    store_path: Path, run_py: Any
+) -> None:
+    d = PersistDict(store_path)  # memory layer on (cache_size=128)
+    d["k"] = "mine"
+    d["other"] = [1]
+    assert d["k"] == "mine"
+    assert d["other"] == [1]
+
+    def other(code: str) -> None:
+        run_py(
+            "import sys\nfrom persistdict import PersistDict\n"
+            "d = PersistDict(sys.argv[1])\n" + code,
+            str(store_path),
+        )
+
+    other("d['k'] = 'theirs'")
+    assert d["k"] == "theirs"
+    other("d.update({'k': 'updated', 'new': 1})")
+    assert d["k"] == "updated"
+    assert d.get("new") == 1
+    other("del d['k']")
+    assert "k" not in d
+    assert d.get("k") is None
+    with pytest.raises(KeyError):
+        d["k"]
+    other("d.clear()")
+    assert d.get("other") is None
+    assert len(d) == 0
+    assert d == {}
+    other("d['late'] = 'x'")
+    assert d.setdefault("late", "y") == "x"
+    d.close()
+
+
+KILLED_WRITER = """
+import sys
+from persistdict import PersistDict
+d = PersistDict(sys.argv[1], map_size=1 << 20)
+i = 0
+while True:
+    if i % 7 == 0:
+        d.update({f"u{i}-{j}": [i, j] * 20 for j in range(30)})
+    d[f"k{i}"] = [i] * (i % 50)
+    print(i, flush=True)
+    i += 1
+"""
+
+
+@pytest.mark.parametrize("acks", [5, 40, 150])
+def test_kill_9_mid_loop_keeps_every_acknowledged_write(
+    store_path: Path, popen_py: Any, acks: int
+) -> None:
+    proc = popen_py(KILLED_WRITER, str(store_path))
+    assert proc.stdout is not None
+    acknowledged = -1
+    for line in proc.stdout:
+        acknowledged = int(line)
+        if acknowledged >= acks:
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    with PersistDict(store_path) as d:
+        for i in range(acknowledged + 1):
+            assert d[f"k{i}"] == [i] * (i % 50)
+            if i % 7 == 0:
+                assert all(d[f"u{i}-{j}"] == [i, j] * 20 for j in range(30))
+        # Whatever the last, unacknowledged write did, it is whole or absent.
+        for key, value in d.items():
+            assert isinstance(value, list)
+            assert key.startswith(("k", "u"))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_fork_child_and_parent_see_each_other(store_path: Path) -> None:
+    d = PersistDict(store_path)
+    d["parent-before"] = 1
+    assert d["parent-before"] == 1
+    stop = threading.Event()
+
+    def busy() -> None:  # a thread inside transactions while we fork
+        i = 0
+        while not stop.is_set():
+            d[f"busy{i % 10}"] = i
+            d.get("parent-before")
+            i += 1
+
+    worker = threading.Thread(target=busy)
+    worker.start()
+    try:
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # child
+            code = 1
+            try:
+                ok = d["parent-before"] == 1
+                d["child"] = os.getpid()
+                os.write(write_fd, b"w")
+                deadline = time.monotonic() + 20
+                while d.get("parent-after") is None and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                ok = ok and d.get("parent-after") == 2
+                d.close()
+                code = 0 if ok else 3
+            finally:
+                os._exit(code)
+        assert os.read(read_fd, 1) == b"w"
+        assert d["child"] == pid
+        d["parent-after"] = 2
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        stop.set()
+        worker.join()
+    assert d["parent-before"] == 1
+    d.close()
+
+
+def _mp_worker(d: PersistDict, n: int) -> int:
+    d[f"mp-{os.getpid()}"] = n
+    return len(d)
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_multiprocessing_with_a_pickled_handle(store_path: Path, method: str) -> None:
+    if method not in multiprocessing.get_all_start_methods():
+        pytest.skip(f"no {method} here")
+    d = PersistDict(store_path)
+    d["seed"] = 0
+    ctx = multiprocessing.get_context(method)
+    with ctx.Pool(2) as pool:
+        sizes = pool.starmap(_mp_worker, [(d, i) for i in range(4)])
+    assert all(size >= 2 for size in sizes)
+    assert sorted(v for k, v in d.items() if k.startswith("mp-")) != []
+    assert len(d) >= 3
+    d.close()
+
+
+GROWER = """
+import sys
+from persistdict import PersistDict
+d = PersistDict(sys.argv[1], map_size=1 << 20, durable=False)
+blob = b"x" * (2 << 20)
+for i in range(100):
+    d[i] = blob
+d.close()
+print("ok")
+"""
+
+
+def test_200_mb_through_a_small_initial_map(store_path: Path, run_py: Any) -> None:
+    reader = PersistDict(store_path, map_size=1 << 20)  # opened before it grows
+    reader["first"] = 1
+    assert run_py(GROWER, str(store_path), timeout=300).stdout.strip() == "ok"
+    assert reader[99] == b"x" * (2 << 20)  # adopts the size another process grew to
+    reader["after"] = 2
+    assert len(reader) == 102
+    reader.close()
+
+
+ATIME_READER = """
+import sys, time
+from persistdict import PersistDict
+d = PersistDict(sys.argv[1])
+d["k"]
+time.sleep(float(sys.argv[2]))
+print("read")
+"""
+
+
+def test_atime_of_a_read_is_seen_by_another_process(
+    store_path: Path, popen_py: Any
+) -> None:
+    d = PersistDict(store_path)
+    d["k"] = "v"
+    written = d.metadata("k").atime
+    time.sleep(1.1)
+    # A reader that stays alive: its atime reaches the file within about a second.
+    proc = popen_py(ATIME_READER, str(store_path), "3")
+    deadline = time.monotonic() + 10
+    while d.metadata("k").atime == written and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert d.metadata("k").atime > written
+    _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    d.close()
+
+
+def test_a_short_lived_reader_records_atime_at_exit(
+    store_path: Path, run_py: Any
+) -> None:
+    with PersistDict(store_path) as d:
+        d["k"] = "v"
+        written = d.metadata("k").atime
+    time.sleep(0.05)
+    run_py(ATIME_READER, str(store_path), "0")
+    with PersistDict(store_path) as d:
+        assert d.metadata("k").atime > written
+
+
+def test_regular_reads_keep_an_entry_alive(store_path: Path) -> None:
+    days = 2.5 / 86400  # 2.5 seconds
+    d = PersistDict(store_path, expiration_days=days)
+    d["read"] = 1
+    d["unread"] = 2
+    for _ in range(8):
+        time.sleep(0.5)
+        assert d["read"] == 1
+    # 4 s later: the unread entry is invisible at once, the read one is there.
+    assert "unread" not in d
+    assert d.get("unread") is None
+    assert list(d) == ["read"]
+    assert len(d) == 1
+    assert d.expire() == 1
+    d.close()
+    other = PersistDict(store_path)  # without expiration: the sweep removed it
+    assert other == {"read": 1}
+    other.close()
+
+
+def test_expired_entries_are_swept_at_open(store_path: Path) -> None:
+    with PersistDict(store_path) as d:
+        d.update({i: i for i in range(50)})
+    time.sleep(1.2)
+    with PersistDict(store_path, expiration_days=1 / 86400) as d:
+        assert len(d) == 0
+    with PersistDict(store_path) as d:
+        assert len(d) == 0  # removed for good, not only hidden
+
+
+def test_threads_share_one_store(store_path: Path) -> None:
+    store = PersistDict(store_path, durable=False)
+    errors: list[BaseException] = []
+
+    def work(t: int) -> None:
+        try:
+            for i in range(200):
+                store[(t, i)] = i
+                assert store[(t, i)] == i
+                if i % 50 == 0:
+                    list(store.items())
+        except BaseException as exc:  # noqa: BLE001 - reported by the test below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(store) == 1600
+    store.close()
+
+
+def test_frozenset_keys_match_under_any_hash_seed(
+    store_path: Path, run_py: Any
+) -> None:
+    code = """
+import sys
+from persistdict import PersistDict
+d = PersistDict(sys.argv[1])
+key = (frozenset({"alpha", "beta", "gamma", "delta"}), frozenset({("x", 1), ("y", 2)}))
+print(d.get(key, "missing"))
+d[key] = sys.argv[2]
+"""
+    seen = []
+    for seed in ("1", "2", "3"):
+        out = run_py(code, str(store_path), seed, env={"PYTHONHASHSEED": seed}).stdout
+        seen.append(out.strip())
+    assert seen == ["missing", "1", "2"]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="fork semantics checked on Linux")
+def test_child_inherits_no_pending_work(store_path: Path) -> None:
+    d = PersistDict(store_path)
+    d["a"] = 1
+    d["a"]  # pending atime in the parent
+    pid = os.fork()
+    if pid == 0:
+        try:
+            d.close()  # closing an inherited, unused handle must not hurt
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    assert d["a"] == 1
+    d["b"] = 2
+    d.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import assert_type
 
-from persistdict._memo import CacheInfo, CachedFunction, CacheParameters, persist_cache
+from persistdict._memo import CachedFunction, CacheInfo, CacheParameters, persist_cache
 
 
 @persist_cache

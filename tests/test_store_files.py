@@ -1,0 +1,144 @@
+"""What is at the path: new stores, garbage, truncated files, permissions."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import lmdb
+import pytest
+
+from persistdict import PersistDict, StoreCorruptedError, UnsafeStoreError
+
+
+def test_new_store_is_private(store_path: Path) -> None:
+    with PersistDict(store_path) as d:
+        d["a"] = 1
+    assert stat.S_IMODE(store_path.stat().st_mode) == 0o700
+    for name in ("data.mdb", "lock.mdb"):
+        assert stat.S_IMODE((store_path / name).stat().st_mode) == 0o600
+
+
+def test_a_file_at_the_path_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "file"
+    path.write_bytes(b"garbage")
+    with pytest.raises(StoreCorruptedError, match="is a file"):
+        PersistDict(path)
+    assert path.read_bytes() == b"garbage"
+
+
+@pytest.mark.parametrize(
+    "content",
+    [os.urandom(3 * 4096), b"\0" * 8192, b"short"],
+    ids=["random", "zeros", "short"],
+)
+def test_garbage_data_file_is_a_clear_error(store_path: Path, content: bytes) -> None:
+    store_path.mkdir(mode=0o700)
+    (store_path / "data.mdb").write_bytes(content)
+    with pytest.raises(StoreCorruptedError, match=r"data\.mdb|LMDB"):
+        PersistDict(store_path)
+    assert (store_path / "data.mdb").read_bytes() == content
+
+
+def test_truncated_data_file_is_refused_without_a_crash(
+    store_path: Path, run_py: Any
+) -> None:
+    with PersistDict(store_path) as d:
+        d.update({i: os.urandom(3000) for i in range(200)})
+    data = store_path / "data.mdb"
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 3])
+    # In a subprocess: a SIGBUS would kill it, and we would see the signal.
+    proc = run_py(
+        """
+import sys
+from persistdict import PersistDict, StoreCorruptedError
+try:
+    PersistDict(sys.argv[1])
+except StoreCorruptedError as exc:
+    print("refused:", exc)
+""",
+        str(store_path),
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "refused:" in proc.stdout
+    assert "truncated" in proc.stdout
+
+
+def test_foreign_lmdb_environment_is_not_taken_over(tmp_path: Path) -> None:
+    path = tmp_path / "other"
+    env = lmdb.open(str(path), mode=0o700)
+    with env.begin(write=True) as txn:
+        txn.put(b"their-key", b"their-value")
+    env.close()
+    path.chmod(0o700)
+    with pytest.raises(StoreCorruptedError, match="not a persistdict store"):
+        PersistDict(path)
+    env = lmdb.open(str(path))
+    with env.begin() as txn:
+        assert txn.get(b"their-key") == b"their-value"
+    env.close()
+
+
+def test_store_writable_by_others_is_refused(store_path: Path) -> None:
+    with PersistDict(store_path) as d:
+        d["a"] = 1
+    store_path.chmod(0o777)
+    with pytest.raises(UnsafeStoreError, match="other users"):
+        PersistDict(store_path)
+    with PersistDict(store_path, allow_unsafe_permissions=True) as d:
+        assert d["a"] == 1
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to chown")
+def test_store_of_another_user_is_refused(store_path: Path) -> None:
+    with PersistDict(store_path) as d:
+        d["a"] = 1
+    os.chown(store_path / "data.mdb", 65534, 65534)
+    with pytest.raises(UnsafeStoreError, match="belongs to uid 65534"):
+        PersistDict(store_path)
+    with PersistDict(store_path, allow_unsafe_permissions=True) as d:
+        assert d["a"] == 1
+
+
+def test_read_only_directory_opens_with_readonly(
+    tmp_path: Path, store_path: Path, run_py: Any
+) -> None:
+    with PersistDict(store_path) as d:
+        d["a"] = 1
+    code = """
+import sys
+from persistdict import PersistDict, ReadOnlyError
+d = PersistDict(sys.argv[1], readonly=True)
+print(d["a"])
+try:
+    d["b"] = 2
+except ReadOnlyError:
+    print("refused")
+"""
+    if os.geteuid() != 0:
+        store_path.chmod(0o500)
+        try:
+            assert run_py(code, str(store_path)).stdout.split() == ["1", "refused"]
+        finally:
+            store_path.chmod(0o700)
+        return
+    # root may write anywhere: a read-only bind mount is read-only for root too.
+    mounted = tmp_path / "ro"
+    mounted.mkdir(mode=0o700)
+    binds = [
+        ["mount", "--bind", str(store_path), str(mounted)],
+        ["mount", "-o", "remount,ro,bind", str(mounted)],
+    ]
+    for cmd in binds:
+        if subprocess.run(cmd, capture_output=True, check=False).returncode:
+            subprocess.run(["umount", str(mounted)], capture_output=True, check=False)
+            pytest.skip("cannot make a read-only mount here")
+    try:
+        assert not os.access(mounted, os.W_OK)
+        assert run_py(code, str(mounted)).stdout.split() == ["1", "refused"]
+    finally:
+        subprocess.run(["umount", str(mounted)], check=True)

@@ -9,11 +9,15 @@ from ._exceptions import (
     StoreCorruptedError,
     UnsafeStoreError,
 )
+from ._memo import CachedFunction, CacheInfo, CacheParameters, persist_cache
 from ._meta import EntryMetadata
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CacheInfo",
+    "CacheParameters",
+    "CachedFunction",
     "EntryMetadata",
     "PersistDict",
     "PersistDictError",
@@ -23,13 +27,12 @@ __all__ = [
     "StoreCorruptedError",
     "UnsafeStoreError",
     "__version__",
+    "persist_cache",
 ]
 
+# Show the public names as persistdict.X in reprs and tracebacks.
 for _name in __all__:
     _obj = globals()[_name]
-    if hasattr(_obj, "__module__"):
-        try:
-            _obj.__module__ = "persistdict"
-        except (AttributeError, TypeError):  # builtins such as str reject it
-            pass
+    if isinstance(_obj, type) or callable(_obj):
+        _obj.__module__ = "persistdict"
 del _name, _obj

@@ -107,6 +107,46 @@ def test_answers_round_trip_exactly(
         assert [type(g) for g in got] == [type(g) for g in answer]
 
 
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    prompt=st.text(),
+    llm_string=st.text(),
+    text=st.text(),
+    info=st.none() | st.dictionaries(st.text(max_size=6), JSON_VALUES, max_size=4),
+    chat=st.booleans(),
+)
+def test_any_json_answer_round_trips(
+    tmp_path_factory: pytest.TempPathFactory,
+    prompt: str,
+    llm_string: str,
+    text: str,
+    info: dict[str, Any] | None,
+    chat: bool,
+) -> None:
+    answer: list[Generation] = [
+        ChatGeneration(message=AIMessage(content=text), generation_info=info)
+        if chat
+        else Generation(text=text, generation_info=info)
+    ]
+    with PersistLLMCache(tmp_path_factory.mktemp("llm")) as cache:
+        cache.update(prompt, llm_string, answer)
+        assert cache.lookup(prompt, llm_string) == answer
+
+
 def test_a_lookup_returns_a_snapshot(cache: PersistLLMCache) -> None:
     cache.update("p", "l", [Generation(text="a", generation_info={"k": [1]})])
     first = cache.lookup("p", "l")

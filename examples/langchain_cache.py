@@ -24,9 +24,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from langchain_core.embeddings import DeterministicFakeEmbedding
-from langchain_core.globals import set_llm_cache
-from langchain_core.language_models.llms import LLM
+try:
+    from langchain_core.embeddings import DeterministicFakeEmbedding
+    from langchain_core.globals import set_llm_cache
+    from langchain_core.language_models.llms import LLM
+except ImportError:
+    sys.exit("This example needs LangChain: pip install 'persistdict[langchain]'")
 
 from persistdict.integrations.langchain import PersistByteStore, PersistLLMCache
 

@@ -27,8 +27,10 @@ import stores
 from harness import (
     BENCH_DIR,
     Entry,
+    Ops,
     Report,
     Unavailable,
+    configure,
     header,
     run_section,
     scratch_dir,
@@ -184,7 +186,10 @@ def run(report: Report, quick: bool, tmp: Path) -> None:
                 continue
             n = sizes.durable_writes if s.durable else sizes.fast_writes
             wr = WriterRun(system, writers, n, tmp)
-            entry = Entry(system, wr, stores.baseline_for(s), s.sync_note)
+            total = writers * n  # shown as ops; not calibrated
+            entry = Entry(
+                system, wr, stores.baseline_for(s), s.sync_note, ops=Ops(total, total)
+            )
             wr.entry = entry
             runs[system] = wr
             entries.append(entry)
@@ -237,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         system, path, wid, n = args.child
         child(system, path, int(wid), int(n))
         return 0
+    configure(args.quick)
     with scratch_dir(args.tmp) as tmp:
         report = Report()
         report.emit(header(sys.argv, tmp))

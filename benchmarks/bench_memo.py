@@ -19,8 +19,10 @@ from typing import Any
 
 from harness import (
     Entry,
+    Ops,
     Report,
     Unavailable,
+    configure,
     header,
     run_python,
     run_section,
@@ -38,7 +40,7 @@ class Sizes:
     rounds: int
     fast_ops: int  # calls per round for in-memory hits
     disk_ops: int  # calls per round for hits from disk and misses (no fsync)
-    slow_ops: int  # calls per round for joblib and for misses that fsync
+    slow_ops: int  # distinct cached calls of joblib (each is a directory)
     disk_args: int  # distinct cached calls read back from disk
     fresh_runs: int
 
@@ -141,6 +143,27 @@ def _calls(f: Callable[..., Any], args: list[int]) -> Callable[[], None]:
 # ---------------------------------------------------------------- sections
 
 
+class Cycle:
+    """The next ``n`` arguments of a list, wrapping around, round after round."""
+
+    def __init__(self, args: list[int]) -> None:
+        self.args = args
+        self.pos = 0
+
+    def take(self, n: int) -> list[int]:
+        out = [self.args[(self.pos + i) % len(self.args)] for i in range(n)]
+        self.pos = (self.pos + n) % len(self.args)
+        return out
+
+
+def _hits(f: Callable[..., Any], cycle: Cycle, ops: Ops) -> Callable[[int], float]:
+    def run(r: int) -> float:
+        args = cycle.take(ops.n)
+        return timed(_calls(f, args)) / len(args)
+
+    return run
+
+
 def warm_sections(report: Report, sizes: Sizes, tmp: Path) -> None:
     for kind, body in (("str", body_str), ("dict", body_dict)):
         skipped: dict[str, str] = {}
@@ -154,15 +177,16 @@ def warm_sections(report: Report, sizes: Sizes, tmp: Path) -> None:
                 continue
             f, close = made
             _calls(f, hot)()  # fill
-            n = sizes.slow_ops if system == "joblib.Memory" else sizes.fast_ops
-            args = [hot[i % 100] for i in range(n)]
+            ops = Ops(sizes.fast_ops)
+            note = "from disk (no memory layer)" if system == "joblib.Memory" else ""
             entries.append(
                 Entry(
                     system,
-                    lambda r, f=f, args=args: timed(_calls(f, args)) / len(args),
+                    _hits(f, Cycle(hot), ops),
                     "cachetools.cached",
-                    "from disk (no memory layer)" if system == "joblib.Memory" else "",
+                    note,
                     close,
+                    ops,
                 )
             )
         report.add(
@@ -179,7 +203,6 @@ def warm_sections(report: Report, sizes: Sizes, tmp: Path) -> None:
 def disk_section(report: Report, sizes: Sizes, tmp: Path) -> None:
     skipped = {s: "in-memory only: no hit from disk" for s in IN_MEMORY}
     entries: list[Entry] = []
-    args_all = list(range(sizes.disk_args))
     for system in SYSTEMS:
         if system in IN_MEMORY:
             continue
@@ -188,18 +211,20 @@ def disk_section(report: Report, sizes: Sizes, tmp: Path) -> None:
             continue
         f, close = made
         n = sizes.slow_ops if system == "joblib.Memory" else sizes.disk_args
-        args = args_all[:n]
+        args = list(range(n))
         _calls(f, args)()  # fill
         note = ""
         if system == "persist_cache":
             note = f"default memory layer, {n} distinct calls in turn"
+        ops = Ops(sizes.disk_ops)
         entries.append(
             Entry(
                 system,
-                lambda r, f=f, args=args: timed(_calls(f, args)) / len(args),
+                _hits(f, Cycle(args), ops),
                 "diskcache.memoize",
                 note,
                 close,
+                ops,
             )
         )
     report.add(
@@ -223,14 +248,13 @@ def miss_section(report: Report, sizes: Sizes, tmp: Path) -> None:
         if made is None:
             continue
         f, close = made
-        slow = system in ("joblib.Memory", "persist_cache")
-        n = sizes.slow_ops if slow else sizes.disk_ops
+        ops = Ops(sizes.disk_ops)
 
-        def run(r: int, f: Callable[..., Any] = f, n: int = n) -> float:
-            args = [1_000_000 * (r + 2) + i for i in range(n)]
-            return timed(_calls(f, args)) / n
+        def run(r: int, f: Callable[..., Any] = f, ops: Ops = ops) -> float:
+            args = [1_000_000 * (r + 2) + i for i in range(ops.n)]
+            return timed(_calls(f, args)) / len(args)
 
-        entries.append(Entry(system, run, "diskcache.memoize", "", close))
+        entries.append(Entry(system, run, "diskcache.memoize", "", close, ops))
     report.add(
         run_section(
             "memo miss",
@@ -350,6 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--tmp", default=None, help="scratch directory")
     args = parser.parse_args(argv)
+    configure(args.quick)
     with scratch_dir(args.tmp) as tmp:
         report = Report()
         report.emit(header(sys.argv, tmp))

@@ -18,8 +18,10 @@ from typing import Any
 import stores
 from harness import (
     Entry,
+    Ops,
     Report,
     Unavailable,
+    configure,
     header,
     run_python,
     run_section,
@@ -46,8 +48,8 @@ class Sizes:
     scale: tuple[int, int]
 
 
-FULL = Sizes(7, 100, 2000, 30, 200, 10_000, 100, 20_000, 7, (1_000, 100_000))
-QUICK = Sizes(3, 30, 500, 10, 50, 10_000, 40, 5_000, 3, (1_000, 20_000))
+FULL = Sizes(7, 100, 2000, 30, 200, 10_000, 300, 20_000, 7, (1_000, 100_000))
+QUICK = Sizes(3, 30, 500, 10, 50, 10_000, 200, 5_000, 3, (1_000, 20_000))
 
 # Systems of the read workloads: reads cost the same whatever the sync setting.
 # The memory layer matters, so PersistDict appears with cache_size=0 (every read goes
@@ -104,6 +106,33 @@ class Opened:
         self.stores.clear()
 
 
+class Cycle:
+    """Hands out the next ``n`` keys of a list, wrapping around, round after round.
+
+    Reading a list longer than the memory layer in turn means every read misses
+    the layer, however many reads a round makes.
+    """
+
+    def __init__(self, keys: list[str]) -> None:
+        self.keys = keys
+        self.pos = 0
+
+    def take(self, n: int) -> list[str]:
+        out = [self.keys[(self.pos + i) % len(self.keys)] for i in range(n)]
+        self.pos = (self.pos + n) % len(self.keys)
+        return out
+
+
+def _reads(
+    op: Callable[[str], object], cycle: Cycle, ops: Ops
+) -> Callable[[int], float]:
+    def run(r: int) -> float:
+        keys = cycle.take(ops.n)
+        return timed(_loop(op, keys)) / len(keys)
+
+    return run
+
+
 # ---------------------------------------------------------------- writes
 
 
@@ -119,12 +148,22 @@ def write_sections(report: Report, sizes: Sizes, tmp: Path) -> None:
             store = opened.open(s.name, s.name, {})
             if store is None:
                 continue
-            n = dur_n if s.durable else fast_n
+            high = dur_n if s.durable else fast_n
+            ops = Ops(high)
             set_entries.append(
-                Entry(s.name, _set_round(store, value, n), baseline_for(s), s.sync_note)
+                Entry(
+                    s.name,
+                    _set_round(store, value, ops),
+                    baseline_for(s),
+                    s.sync_note,
+                    ops=ops,
+                )
             )
+            ops = Ops(high)
             del_entries.append(
-                Entry(s.name, _delete_round(store, value, n), baseline_for(s))
+                Entry(
+                    s.name, _delete_round(store, value, ops), baseline_for(s), ops=ops
+                )
             )
         report.add(
             run_section(
@@ -148,20 +187,20 @@ def write_sections(report: Report, sizes: Sizes, tmp: Path) -> None:
         opened.close()
 
 
-def _set_round(store: Store, value: Any, n: int) -> Callable[[int], float]:
+def _set_round(store: Store, value: Any, ops: Ops) -> Callable[[int], float]:
     def run(r: int) -> float:
-        keys = [f"set{r}-{i:06d}" for i in range(n)]
+        keys = [f"set{r}-{i:06d}" for i in range(ops.n)]
         set_ = store.set
-        return timed(lambda: [set_(k, value) for k in keys]) / n
+        return timed(lambda: [set_(k, value) for k in keys]) / len(keys)
 
     return run
 
 
-def _delete_round(store: Store, value: Any, n: int) -> Callable[[int], float]:
+def _delete_round(store: Store, value: Any, ops: Ops) -> Callable[[int], float]:
     def run(r: int) -> float:
-        keys = [f"del{r}-{i:06d}" for i in range(n)]
+        keys = [f"del{r}-{i:06d}" for i in range(ops.n)]
         store.fill(dict.fromkeys(keys, value))
-        return timed(_loop(store.delete, keys)) / n
+        return timed(_loop(store.delete, keys)) / len(keys)
 
     return run
 
@@ -173,12 +212,10 @@ def read_sections(report: Report, sizes: Sizes, tmp: Path) -> None:
     rng = random.Random(42)
     n_keys = sizes.read_keys
     all_keys = [f"k{i:07d}" for i in range(n_keys)]
-    cold = all_keys[:]
-    rng.shuffle(cold)
-    cold = cold[: sizes.fast_ops]
+    shuffled = all_keys[:]
+    rng.shuffle(shuffled)
     hot = all_keys[:100]
-    warm = [hot[i % 100] for i in range(sizes.fast_ops)]
-    missing = [f"missing{i:06d}" for i in range(sizes.fast_ops)]
+    n = sizes.fast_ops
 
     opened = Opened(tmp, "r")
     for label, spec_name, options in READ_SYSTEMS:
@@ -191,42 +228,46 @@ def read_sections(report: Report, sizes: Sizes, tmp: Path) -> None:
         if label in opened.stores
     ]
 
-    def per_op(
-        op: Callable[[Store], Callable[[str], object]], keys: list[str]
-    ) -> list[Entry]:
-        return [
-            Entry(
-                label, lambda r, s=s: timed(_loop(op(s), keys)) / len(keys), "lmdb-raw"
-            )
-            for label, s in live
-        ]
+    def entries(make: Callable[[Store, Ops], Callable[[int], float]]) -> list[Entry]:
+        out = []
+        for label, s in live:
+            ops = Ops(n)
+            out.append(Entry(label, make(s, ops), "lmdb-raw", ops=ops))
+        return out
 
-    def warm_run(s: Store) -> Callable[[int], float]:
+    def cold(s: Store, ops: Ops) -> Callable[[int], float]:
+        return _reads(s.get, Cycle(shuffled), ops)
+
+    def warm(s: Store, ops: Ops) -> Callable[[int], float]:
+        cycle = Cycle(hot)
+
         def run(r: int) -> float:
             for k in hot:  # load the memory layer, untimed
                 s.get(k)
-            return timed(_loop(s.get, warm)) / len(warm)
+            keys = cycle.take(ops.n)
+            return timed(_loop(s.get, keys)) / len(keys)
 
         return run
 
-    sections: list[tuple[str, str, list[Entry]]] = [
+    def missing(s: Store, ops: Ops) -> Callable[[int], float]:
+        return _reads(s.contains, Cycle([f"missing{i:06d}" for i in range(n)]), ops)
+
+    def length(s: Store, ops: Ops) -> Callable[[int], float]:
+        return lambda r: timed(lambda: [s.length() for _ in range(ops.n)]) / ops.n
+
+    sections = [
         (
             "get cold small",
-            f"get beyond the memory layer: {len(cold)} random keys of {n_keys},"
-            " small values",
-            per_op(lambda s: s.get, cold),
+            f"get beyond the memory layer: random keys of {n_keys}, small values",
+            entries(cold),
         ),
         (
             "get warm small",
             "get warm: 100 hot keys read over and over"
             " (memory layer hits where there is one)",
-            [Entry(label, warm_run(s), "lmdb-raw") for label, s in live],
+            entries(warm),
         ),
-        (
-            "contains missing",
-            "`key in d` for a missing key",
-            per_op(lambda s: s.contains, missing),
-        ),
+        ("contains missing", "`key in d` for a missing key", entries(missing)),
         (
             "iterate",
             f"iterate all {n_keys} keys (list(d)); time per full iteration",
@@ -235,45 +276,32 @@ def read_sections(report: Report, sizes: Sizes, tmp: Path) -> None:
                 for label, s in live
             ],
         ),
-        (
-            "len",
-            "len(d)",
-            [
-                Entry(
-                    label,
-                    lambda r, s=s: (
-                        timed(lambda: [s.length() for _ in warm]) / len(warm)
-                    ),
-                    "lmdb-raw",
-                )
-                for label, s in live
-            ],
-        ),
+        ("len", "len(d)", entries(length)),
     ]
-    for key, title, entries in sections:
-        report.add(run_section(key, title, entries, sizes.rounds, opened.skipped))
+    for key, title, section_entries in sections:
+        report.add(
+            run_section(key, title, section_entries, sizes.rounds, opened.skipped)
+        )
     opened.close()
 
-    # 100 KB values, read back beyond the memory layer
+    # 100 KB values, read in turn: more keys than the default memory layer holds
     opened = Opened(tmp, "rb")
     big_keys = [f"b{i:05d}" for i in range(sizes.big_keys)]
     for label, spec_name, options in READ_SYSTEMS:
         store = opened.open(label, spec_name, options)
         if store is not None:
             store.fill(dict.fromkeys(big_keys, BIG))
-    entries = [
-        Entry(
-            label,
-            lambda r, s=s: timed(_loop(s.get, big_keys)) / len(big_keys),
-            "lmdb-raw",
+    big_entries = []
+    for label, s in opened.stores.items():
+        ops = Ops(len(big_keys))
+        big_entries.append(
+            Entry(label, _reads(s.get, Cycle(big_keys), ops), "lmdb-raw", ops=ops)
         )
-        for label, s in opened.stores.items()
-    ]
     report.add(
         run_section(
             "get cold 100 KB",
             f"get beyond the memory layer: {len(big_keys)} keys in turn, 100 KB values",
-            entries,
+            big_entries,
             sizes.rounds,
             opened.skipped,
         )
@@ -291,11 +319,9 @@ def fresh_section(report: Report, sizes: Sizes, tmp: Path) -> None:
     read = rng.sample(all_keys, 100)
     entries: list[Entry] = []
     skipped: dict[str, str] = {}
-    for s in (
-        s
-        for s in SPECS
-        if s.name != "persistdict-nodur" and s.name != "lmdb-raw-nosync"
-    ):
+    for s in SPECS:
+        if s.name in ("persistdict-nodur", "lmdb-raw-nosync"):
+            continue  # reads: the same as their durable twins
         path = tmp / f"fresh-{s.name}"
         try:
             store = s.open(path)
@@ -334,52 +360,57 @@ def scale_section(report: Report, sizes: Sizes, tmp: Path) -> None:
     ]
     opened = Opened(tmp, "scale")
     by_size: dict[tuple[str, int], tuple[Store, list[str]]] = {}
+    skipped: dict[str, str] = {}
     for size in (small_n, big_n):
         keys = [f"k{i:07d}" for i in range(size)]
         for label, spec_name, options in systems:
             store = opened.open(f"{label}@{size}", spec_name, options)
             if store is None:
-                opened.skipped.pop(f"{label}@{size}")
-                opened.skipped[label] = "not available"
+                skipped[label] = opened.skipped[f"{label}@{size}"]
                 continue
             store.fill(dict.fromkeys(keys, SMALL))
             by_size[(label, size)] = (store, keys)
-    ops = sizes.fast_ops
+    high = sizes.fast_ops
 
     def entries(
-        labels: list[str], make: Callable[[Store, list[str]], Callable[[int], float]]
+        labels: list[str],
+        make: Callable[[Store, list[str], Ops], Callable[[int], float]],
     ) -> list[Entry]:
         out = []
         for label in labels:
             for size in (small_n, big_n):
                 if (label, size) in by_size:
                     store, keys = by_size[(label, size)]
+                    ops = Ops(high)
                     out.append(
                         Entry(
                             f"{label}@{size // 1000}k",
-                            make(store, keys),
+                            make(store, keys, ops),
                             f"{label}@{small_n // 1000}k",
+                            ops=ops,
                         )
                     )
         return out
 
-    def get_make(store: Store, keys: list[str]) -> Callable[[int], float]:
-        sample = rng.sample(keys, min(ops, len(keys)))
-        return lambda r: timed(_loop(store.get, sample)) / len(sample)
+    def get_make(store: Store, keys: list[str], ops: Ops) -> Callable[[int], float]:
+        sample = keys[:]
+        rng.shuffle(sample)
+        return _reads(store.get, Cycle(sample), ops)
 
-    def set_make(store: Store, keys: list[str]) -> Callable[[int], float]:
+    def set_make(store: Store, keys: list[str], ops: Ops) -> Callable[[int], float]:
         def run(r: int) -> float:
-            new = [f"n{r}-{rng.randrange(10**9):09d}" for _ in range(ops)]
+            new = [f"n{r}-{rng.randrange(10**9):09d}" for _ in range(ops.n)]
             set_ = store.set
-            return timed(lambda: [set_(k, SMALL) for k in new]) / ops
+            return timed(lambda: [set_(k, SMALL) for k in new]) / len(new)
 
         return run
 
-    def contains_make(store: Store, keys: list[str]) -> Callable[[int], float]:
-        miss = [f"m{i:07d}" for i in range(ops)]
-        return lambda r: timed(_loop(store.contains, miss)) / ops
+    def contains_make(
+        store: Store, keys: list[str], ops: Ops
+    ) -> Callable[[int], float]:
+        miss = Cycle([f"m{i:07d}" for i in range(high)])
+        return _reads(store.contains, miss, ops)
 
-    skipped = {k: v for k, v in opened.skipped.items() if "@" not in k}
     for key, title, labels, make in (
         (
             "scale get",
@@ -389,7 +420,7 @@ def scale_section(report: Report, sizes: Sizes, tmp: Path) -> None:
         ),
         (
             "scale set",
-            "scale: set new random keys (non-durable, to see the tree, not fsync)",
+            "scale: set new random keys (non-durable: the tree, not the fsync)",
             ["lmdb-raw-nosync", "persistdict-nodur"],
             set_make,
         ),
@@ -475,6 +506,7 @@ def main(argv: list[str] | None = None) -> int:
         "--tmp", default=None, help="scratch directory (default: system temp)"
     )
     args = parser.parse_args(argv)
+    configure(args.quick)
     with scratch_dir(args.tmp) as tmp:
         report = Report()
         report.emit(header(sys.argv, tmp))

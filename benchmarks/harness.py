@@ -29,9 +29,11 @@ from pathlib import Path
 __all__ = [
     "BENCH_DIR",
     "Entry",
+    "Ops",
     "Report",
     "Section",
     "Unavailable",
+    "configure",
     "fmt_time",
     "run_python",
     "run_section",
@@ -70,6 +72,37 @@ def fmt_time(seconds: float | None) -> str:
     return f"{seconds * 1e6:.2f} us"
 
 
+# Time one round of one system should take, in seconds (see ``Ops``).
+ROUND_BUDGET = 0.05
+
+
+def configure(quick: bool) -> None:
+    global ROUND_BUDGET
+    ROUND_BUDGET = 0.015 if quick else 0.05
+
+
+@dataclass
+class Ops:
+    """How many operations a round makes: calibrated by the warm-up round.
+
+    The warm-up round runs ``low`` operations; every later round runs as many as fit
+    in ``ROUND_BUDGET`` at the warm-up's pace, between ``low`` and ``high``. Slow
+    systems thus make fewer operations and fast ones more, and a run stays short.
+    """
+
+    high: int
+    low: int = 20
+    n: int = 0
+
+    def __post_init__(self) -> None:
+        self.low = min(self.low, self.high)
+        self.n = self.low
+
+    def calibrate(self, per_op: float) -> None:
+        fit = int(ROUND_BUDGET / per_op) if per_op > 0 else self.high
+        self.n = max(self.low, min(self.high, fit))
+
+
 @dataclass
 class Entry:
     """One system in one section.
@@ -84,6 +117,7 @@ class Entry:
     baseline: str
     note: str = ""
     close: Callable[[], None] | None = None
+    ops: Ops | None = None
 
 
 @dataclass
@@ -92,6 +126,7 @@ class Row:
     baseline: str
     samples: list[float]
     note: str
+    ops: int = 1
 
     @property
     def median(self) -> float:
@@ -113,6 +148,7 @@ class Section:
     rows: dict[str, Row] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
 
     def median(self, system: str) -> float | None:
         row = self.rows.get(system)
@@ -128,18 +164,19 @@ class Section:
         return row.median / base.median
 
     def render(self) -> str:
-        lines = [f"== {self.title}"]
+        lines = [f"== {self.title}  [{self.seconds:.1f} s]"]
         width = max([len(s) for s in (*self.rows, *self.skipped)] + [6])
         lines.append(
             f"   {'system':<{width}}  {'ratio':>8}  {'vs':<{width}}  "
-            f"{'median/op':>10}  {'IQR':>5}  n"
+            f"{'median/op':>10}  {'IQR':>5}  rounds x ops"
         )
         for row in self.rows.values():
             ratio = self.ratio(row.system)
             ratio_s = "-" if ratio is None else f"{ratio:.2f}x"
             lines.append(
                 f"   {row.system:<{width}}  {ratio_s:>8}  {row.baseline:<{width}}  "
-                f"{fmt_time(row.median):>10}  {row.spread:>4.0%}  {len(row.samples)}"
+                f"{fmt_time(row.median):>10}  {row.spread:>4.0%}  "
+                f"{len(row.samples)} x {row.ops}"
                 + (f"  {row.note}" if row.note else "")
             )
         for system, reason in self.skipped.items():
@@ -158,10 +195,13 @@ def run_section(
 ) -> Section:
     """Run every entry ``rounds`` times (plus one warm-up), rotating their order."""
     section = Section(key, title, skipped=dict(skipped or {}))
+    started = time.perf_counter()
     try:
         if warmup:
             for entry in entries:
-                entry.run(-1)
+                per_op = entry.run(-1)
+                if entry.ops is not None:
+                    entry.ops.calibrate(per_op)
         samples: dict[str, list[float]] = {e.system: [] for e in entries}
         for r in range(rounds):
             shift = r % len(entries) if entries else 0
@@ -169,12 +209,17 @@ def run_section(
                 samples[entry.system].append(entry.run(r))
         for entry in entries:
             section.rows[entry.system] = Row(
-                entry.system, entry.baseline, samples[entry.system], entry.note
+                entry.system,
+                entry.baseline,
+                samples[entry.system],
+                entry.note,
+                1 if entry.ops is None else entry.ops.n,
             )
     finally:
         for entry in entries:
             if entry.close is not None:
                 entry.close()
+    section.seconds = time.perf_counter() - started
     return section
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import bench_concurrency
 import bench_memo
 import bench_store
-from harness import Report, dump_json, header, scratch_dir
+from harness import Report, configure, dump_json, header, scratch_dir
 
 PARTS = {
     "store": bench_store.run,
@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [p for p in parts if p not in PARTS]
     if unknown:
         parser.error(f"unknown part(s) {unknown}; choose from {list(PARTS)}")
+    configure(args.quick)
     started = time.perf_counter()
     with scratch_dir(args.tmp) as tmp:
         report = Report(args.out)

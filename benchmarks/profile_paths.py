@@ -1,0 +1,208 @@
+"""Profile persistdict's hot paths with cProfile and print where the time goes.
+
+    python benchmarks/profile_paths.py                 # every path
+    python benchmarks/profile_paths.py get_cold set_nodur --top 20
+    python benchmarks/profile_paths.py --out benchmarks/results/profile-HEAD.txt
+
+Each path runs the same loop as the matching benchmark table, under cProfile, and
+prints the functions with the most own time (tottime) and the most cumulative time.
+cProfile inflates the cost of small Python functions; read the profile for *where*
+the time goes and the benchmark tables for *how much*.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import pstats
+import random
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from harness import header
+
+SMALL = {"id": 1, "name": "x" * 60, "ok": True, "tags": ["a", "b"]}
+TEXT = "Summarize the following paragraph in one sentence, keep names: " + "x" * 16
+
+
+def _pd(path: Path, **options: Any) -> Any:
+    from persistdict import PersistDict
+
+    return PersistDict(path, **options)
+
+
+def _filled(path: Path, n: int, **options: Any) -> Any:
+    d = _pd(path, **options)
+    d.update({f"k{i:07d}": SMALL for i in range(n)})
+    return d
+
+
+def path_set_durable(tmp: Path) -> Callable[[], None]:
+    d = _pd(tmp / "s")
+    keys = [f"s{i:06d}" for i in range(300)]
+    return lambda: [d.__setitem__(k, SMALL) for k in keys] and None
+
+
+def path_set_nodur(tmp: Path) -> Callable[[], None]:
+    d = _pd(tmp / "sn", durable=False)
+    keys = [f"s{i:06d}" for i in range(20_000)]
+    return lambda: [d.__setitem__(k, SMALL) for k in keys] and None
+
+
+def path_get_cold(tmp: Path) -> Callable[[], None]:
+    d = _filled(tmp / "gc", 10_000, cache_size=0)
+    keys = [f"k{i:07d}" for i in range(10_000)]
+    random.Random(1).shuffle(keys)
+    return lambda: [d[k] for k in keys * 2] and None
+
+
+def path_get_layer(tmp: Path) -> Callable[[], None]:
+    d = _filled(tmp / "gl", 10_000)
+    keys = [f"k{i:07d}" for i in range(10_000)]
+    random.Random(1).shuffle(keys)
+    return lambda: [d[k] for k in keys * 2] and None
+
+
+def path_get_warm(tmp: Path) -> Callable[[], None]:
+    d = _filled(tmp / "gw", 1000)
+    keys = [f"k{i % 100:07d}" for i in range(50_000)]
+    return lambda: [d[k] for k in keys] and None
+
+
+def path_contains_missing(tmp: Path) -> Callable[[], None]:
+    d = _filled(tmp / "cm", 1000)
+    keys = [f"m{i:07d}" for i in range(50_000)]
+    return lambda: [k in d for k in keys] and None
+
+
+def path_iterate(tmp: Path) -> Callable[[], None]:
+    d = _filled(tmp / "it", 10_000)
+    return lambda: [list(d) for _ in range(30)] and None
+
+
+def path_len(tmp: Path) -> Callable[[], None]:
+    d = _filled(tmp / "ln", 10_000)
+    return lambda: [len(d) for _ in range(50_000)] and None
+
+
+def path_memo_warm(tmp: Path) -> Callable[[], None]:
+    from persistdict import persist_cache
+
+    @persist_cache(tmp / "mw")
+    def f(x: int, text: str) -> str:
+        return f"{text}:{x}"
+
+    for i in range(100):
+        f(i, TEXT)
+    return lambda: [f(i % 100, TEXT) for i in range(50_000)] and None
+
+
+def path_memo_disk(tmp: Path) -> Callable[[], None]:
+    from persistdict import persist_cache
+
+    @persist_cache(tmp / "md", maxsize=0)
+    def f(x: int, text: str) -> str:
+        return f"{text}:{x}"
+
+    for i in range(2000):
+        f(i, TEXT)
+    return lambda: [f(i % 2000, TEXT) for i in range(20_000)] and None
+
+
+def path_memo_miss(tmp: Path) -> Callable[[], None]:
+    from persistdict import persist_cache
+
+    @persist_cache(tmp / "mm")
+    def f(x: int, text: str) -> str:
+        return f"{text}:{x}"
+
+    return lambda: [f(i, TEXT) for i in range(300)] and None
+
+
+PATHS: dict[str, Callable[[Path], Callable[[], None]]] = {
+    name.removeprefix("path_"): fn
+    for name, fn in sorted(globals().items())
+    if name.startswith("path_")
+}
+
+FRESH_CHILD = """
+import cProfile, pstats, sys
+prof = cProfile.Profile()
+prof.enable()
+from persistdict import PersistDict
+d = PersistDict({path!r})
+for i in range(100):
+    d[f"k{{i * 37:07d}}"]
+prof.disable()
+pstats.Stats(prof, stream=sys.stdout).sort_stats("cumulative").print_stats({top})
+"""
+
+
+def fresh_open(tmp: Path, top: int) -> str:
+    path = tmp / "fresh"
+    d = _filled(path, 20_000)
+    d.close()
+    out = subprocess.run(
+        [sys.executable, "-c", FRESH_CHILD.format(path=str(path), top=top)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return out.stdout + out.stderr[-2000:]
+
+
+def profile(fn: Callable[[], None], top: int) -> str:
+    prof = cProfile.Profile()
+    prof.enable()
+    fn()
+    prof.disable()
+    buf = io.StringIO()
+    stats = pstats.Stats(prof, stream=buf)
+    stats.sort_stats("tottime").print_stats(top)
+    buf.write("--- by cumulative time\n")
+    stats.sort_stats("cumulative").print_stats(top)
+    # drop the long absolute directory prefixes so the lines stay readable
+    return buf.getvalue().replace(str(Path(sys.prefix)), "<venv>")
+
+
+def main(argv: list[str] | None = None) -> int:
+    names = [*PATHS, "fresh_open"]
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("paths", nargs="*", help="any of: " + ", ".join(names))
+    parser.add_argument("--top", type=int, default=18)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    chosen = args.paths or names
+    unknown = [p for p in chosen if p not in names]
+    if unknown:
+        parser.error(f"unknown path(s) {unknown}; choose from {names}")
+    chunks = [header(sys.argv, Path(tempfile.gettempdir())), ""]
+    with tempfile.TemporaryDirectory(prefix="persistdict-prof-") as tmp_s:
+        tmp = Path(tmp_s)
+        for name in chosen:
+            if name == "fresh_open":
+                text = fresh_open(tmp, args.top)
+            else:
+                try:
+                    fn = PATHS[name](tmp)
+                except ImportError as exc:
+                    text = f"skipped: {exc}\n"
+                else:
+                    text = profile(fn, args.top)
+            chunk = f"######## {name}\n{text}"
+            print(chunk, flush=True)
+            chunks.append(chunk)
+    if args.out:
+        args.out.write_text("\n".join(chunks))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

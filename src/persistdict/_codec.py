@@ -206,6 +206,8 @@ def default_dumps(value: Any) -> bytes:
 
 default_loads: Callable[[bytes], Any] = pickle.loads
 
+_xxh64 = xxhash.xxh3_64_digest
+
 # Record layout: flag byte, then an 8-byte checksum or a 32-byte signature.
 _F_CHECKSUM = 0
 _F_SIGNED = 1
@@ -237,8 +239,7 @@ class Codec:
     def seal(self, entry_id: bytes, payload: bytes) -> bytes:
         """The record stored for ``payload`` under ``entry_id``."""
         if self._secret is None:
-            check = xxhash.xxh3_64_digest(payload, seed=len(entry_id))
-            return b"\x00" + check + payload
+            return b"\x00" + _xxh64(payload, len(entry_id)) + payload
         return b"\x01" + self._sign(entry_id, payload) + payload
 
     def open(self, entry_id: bytes, record: bytes) -> bytes:
@@ -246,7 +247,7 @@ class Codec:
         flag = record[0] if record else -1
         if flag == _F_CHECKSUM and self._secret is None:
             payload = record[9:]
-            if record[1:9] == xxhash.xxh3_64_digest(payload, seed=len(entry_id)):
+            if record[1:9] == _xxh64(payload, len(entry_id)):
                 return payload
             raise SignatureError(
                 "a stored record failed its checksum: the store's file was "

@@ -273,15 +273,11 @@ class PersistDict(dict):  # type: ignore[type-arg]
         return payload
 
     def _layer_entry(self, value: Any, payload: bytes) -> LayerEntry:
+        """What the memory layer keeps: an immutable value itself, else the
+        payload, unpickled again on each hit so that readers never share it."""
         if self._default_values and is_immutable(value):
             return (value, None, True)
         return (None, payload, False)
-
-    def _from_layer(self, entry: LayerEntry) -> Any:
-        if entry[2]:
-            return entry[0]
-        assert entry[1] is not None  # noqa: S101 - the layer's own invariant
-        return self._codec.loads(entry[1])
 
     def _expired(self, env: Env, entry_id: bytes, raw_meta: bytes, now: float) -> bool:
         atime = meta_atime(raw_meta)
@@ -368,55 +364,80 @@ class PersistDict(dict):  # type: ignore[type-arg]
     # -- reading -----------------------------------------------------------------
 
     def _read(self, key: Any) -> Any:
-        """The value of ``key``, or _MISSING."""
-        env = self._live()
-        encoded = self._encode(key)
-        use_layer = self._cache_size > 0 and len(encoded) <= MAX_ID
-        codec_key = self._codec_key
-        expire = self._expire_seconds
-        now = time.time()
+        """The value of ``key``, or _MISSING.
+
+        The hot path of the library, written out flat: one read transaction, the
+        memory layer consulted inside it (its coherence check is the transaction
+        id), the value decoded after the transaction ended.
+        """
+        env = self._env
+        if env is None:
+            self._live()
+        assert env is not None  # noqa: S101 - _live() raised otherwise
+        if type(key) is str and self._key_dumps is None:
+            encoded = b"\x01" + key.encode("utf-8", "surrogatepass")
+        else:
+            encoded = self._encode(key)
+        if self._expire_seconds or len(encoded) > MAX_ID:
+            return self._read_checked(env, key, encoded)
         layer = env.layer
-
-        def fn(txn: Txn) -> tuple[Any, bytes, bytes | None, int]:
-            txn_id = txn.id()
-            if expire:
-                found = self._find(env, txn, encoded)
-                if found is None or self._expired(env, found[0], found[1], now):
-                    return _MISSING, b"", None, txn_id
-                entry_id = found[0]
-            else:
-                entry_id = encoded
-            if use_layer:
-                if txn_id != layer.known_txn:
-                    layer.validate(txn_id, env.generation(txn))
-                entry = layer.get(codec_key, txn_id, entry_id)
-                if entry is not None:
-                    return entry, entry_id, None, txn_id
-            if not expire and len(encoded) > MAX_ID:
-                found = self._find(env, txn, encoded)
-                if found is None:
-                    return _MISSING, b"", None, txn_id
-                entry_id = found[0]
-            record = txn.get(entry_id, db=env.values)
-            if record is None:
-                return _MISSING, b"", None, txn_id
-            return None, entry_id, record, txn_id
-
-        entry, entry_id, record, txn_id = env.read(fn)
-        if entry is _MISSING:
-            return _MISSING
-        env.touch(entry_id, now)
-        if record is None:
-            return self._from_layer(entry)
+        use_layer = self._cache_size
+        env._enter()
         try:
-            payload = self._codec.open(entry_id, record)
+            txn = env._begin(False)
+            try:
+                txn_id = txn.id()
+                if use_layer:
+                    if txn_id != layer.known_txn:
+                        layer.validate(txn_id, env.generation(txn))
+                    entry = layer.get(self._codec_key, txn_id, encoded)
+                    if entry is not None:
+                        if encoded not in env._pending:
+                            env.touch(encoded, time.time())
+                        return entry[0] if entry[2] else self._codec.loads(entry[1])
+                record = txn.get(encoded, db=env.values)
+            finally:
+                txn.abort()
+        finally:
+            env._tokens.pop()
+        if record is None:
+            return _MISSING
+        if encoded not in env._pending:
+            env.touch(encoded, time.time())
+        payload = self._open_record(key, encoded, record)
+        value = self._codec.loads(payload)
+        if use_layer:
+            layer.put(
+                self._codec_key, txn_id, encoded, self._layer_entry(value, payload)
+            )
+        return value
+
+    def _open_record(self, key: Any, entry_id: bytes, record: bytes) -> bytes:
+        """The payload of a record, its checksum or signature verified."""
+        try:
+            return self._codec.open(entry_id, record)
         except PersistDictError:
             logger.error("record for key %r in %s did not verify", key, self._path)
             raise
-        value = self._codec.loads(payload)
-        if use_layer:
-            layer.put(codec_key, txn_id, entry_id, self._layer_entry(value, payload))
-        return value
+
+    def _read_checked(self, env: Env, key: Any, encoded: bytes) -> Any:
+        """``_read`` for a store with expiration, or a key stored under its hash."""
+        now = time.time()
+
+        def fn(txn: Txn) -> tuple[bytes, bytes] | None:
+            found = self._find(env, txn, encoded)
+            if found is None or (
+                self._expire_seconds and self._expired(env, *found, now)
+            ):
+                return None
+            record = txn.get(found[0], db=env.values)
+            return None if record is None else (found[0], record)
+
+        row = env.read(fn)
+        if row is None:
+            return _MISSING
+        env.touch(row[0], now)
+        return self._codec.loads(self._open_record(key, *row))
 
     def __getitem__(self, key: Any) -> Any:
         value = self._read(key)

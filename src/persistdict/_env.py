@@ -304,16 +304,13 @@ class Env:
             self._reopen_after_fork()
         tokens = self._tokens
         while True:
-            if not self._paused:
+            if self._paused == 0:
                 tokens.append(None)
-                if not self._is_paused():
+                if self._paused == 0:
                     return
                 tokens.pop()  # a resize or a fork started meanwhile: step back
             with self._pause_lock:  # wait for the resize or fork to finish
                 pass
-
-    def _is_paused(self) -> bool:
-        return self._paused > 0
 
     def _pause(self) -> None:
         """Close the gate and wait until no transaction is open in this process."""

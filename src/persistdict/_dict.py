@@ -276,7 +276,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
         """What the memory layer keeps: an immutable value itself, else the
         payload, unpickled again on each hit so that readers never share it."""
         if self._default_values and is_immutable(value):
-            return (value, None, True)
+            return (value, b"", True)
         return (None, payload, False)
 
     def _expired(self, env: Env, entry_id: bytes, raw_meta: bytes, now: float) -> bool:

@@ -23,8 +23,8 @@ from cachetools import LRUCache
 
 __all__ = ["LayerEntry", "MemoryLayer"]
 
-# (value if immutable else None, payload if mutable else None, is_immutable)
-LayerEntry = tuple[Any, bytes | None, bool]
+# (value if immutable else None, payload if mutable else b"", is_immutable)
+LayerEntry = tuple[Any, bytes, bool]
 
 
 class MemoryLayer:

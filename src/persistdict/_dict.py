@@ -962,6 +962,22 @@ class PersistDict(dict):  # type: ignore[type-arg]
 
         return env.read(fn)
 
+    def _count_prefix(self, prefix: str) -> int:
+        """How many visible str keys start with ``prefix`` (nothing is decoded)."""
+        if self._key_dumps is not None:
+            raise TypeError("prefix queries need the default key encoding")
+        env = self._live()
+        now = time.time()
+
+        def fn(txn: Txn) -> int:
+            return sum(
+                1
+                for entry_id, raw, _key in self._prefix_rows(txn, env, prefix)
+                if not (self._expire_seconds and self._expired(env, entry_id, raw, now))
+            )
+
+        return env.read(fn)
+
     def _delete_prefix(self, prefix: str) -> int:
         """Delete the entries whose str key starts with ``prefix`` (one transaction)."""
         if self._key_dumps is not None:

@@ -130,6 +130,49 @@ def _meta_offsets(head: bytes) -> list[int]:
     return offsets
 
 
+# LMDB's locks do not work across machines (lmdb.h: "do not use LMDB databases on
+# remote filesystems").
+_NETWORK_FILESYSTEMS = frozenset(
+    {
+        "nfs",
+        "nfs4",
+        "cifs",
+        "smb3",
+        "smbfs",
+        "9p",
+        "afs",
+        "ceph",
+        "glusterfs",
+        "lustre",
+        "fuse.sshfs",
+        "fuse.glusterfs",
+        "davfs",
+        "ncpfs",
+    }
+)
+
+
+def _filesystem_type(path: Path) -> str | None:
+    """The type of the file system ``path`` is on (Linux), or None."""
+    try:
+        mounts = Path("/proc/self/mounts").read_text().splitlines()
+    except OSError:
+        return None
+    best, best_type = "", None
+    target = str(path)
+    for line in mounts:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        mount_point = fields[1].replace("\\040", " ")
+        inside = target == mount_point or target.startswith(
+            mount_point.rstrip("/") + "/"
+        )
+        if inside and len(mount_point) >= len(best):
+            best, best_type = mount_point, fields[2]
+    return best_type
+
+
 def _check_ownership(path: Path, allow_unsafe: bool) -> None:
     if allow_unsafe:
         return
@@ -208,6 +251,14 @@ class Env:
             path.mkdir(mode=0o700, parents=True, exist_ok=True)
             path.chmod(0o700)
         _check_ownership(path, self.allow_unsafe)
+        fs_type = _filesystem_type(path)
+        if fs_type in _NETWORK_FILESYSTEMS:
+            logger.warning(
+                "%s is on a network file system (%s): LMDB's locks do not work "
+                "across machines, so concurrent use from two hosts can corrupt it",
+                path,
+                fs_type,
+            )
         _check_data_file(path / "data.mdb")
         lock = True
         if self.readonly and not os.access(path, os.W_OK):

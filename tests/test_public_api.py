@@ -38,7 +38,10 @@ def test_importing_persistdict_imports_no_langchain() -> None:
     import subprocess
     import sys
 
-    code = "import sys, persistdict; print(any(m.startswith('langchain') for m in sys.modules))"
+    code = (
+        "import sys, persistdict\n"
+        "print(any(m.startswith('langchain') for m in sys.modules))"
+    )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )

@@ -37,6 +37,7 @@ def start_worker(
     """Start ``workers/<name>.py`` with ``args`` in a fresh interpreter."""
     return subprocess.Popen(
         [sys.executable, str(WORKERS / f"{name}.py"), *map(str, args)],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -54,7 +54,7 @@ class Sizes:
     fast_writes: int
 
 
-FULL = Sizes(3, 150, 1500)
+FULL = Sizes(5, 100, 1000)
 QUICK = Sizes(2, 40, 400)
 
 

@@ -78,14 +78,14 @@ ROUND_BUDGET = 0.05
 
 def configure(quick: bool) -> None:
     global ROUND_BUDGET
-    ROUND_BUDGET = 0.015 if quick else 0.05
+    ROUND_BUDGET = 0.015 if quick else 0.08
 
 
 @dataclass
 class Ops:
     """How many operations a round makes: calibrated by the warm-up round.
 
-    The warm-up round runs ``low`` operations; every later round runs as many as fit
+    The warm-up rounds run ``low`` operations; every later round runs as many as fit
     in ``ROUND_BUDGET`` at the warm-up's pace, between ``low`` and ``high``. Slow
     systems thus make fewer operations and fast ones more, and a run stays short.
     """
@@ -193,12 +193,15 @@ def run_section(
     skipped: dict[str, str] | None = None,
     warmup: bool = True,
 ) -> Section:
-    """Run every entry ``rounds`` times (plus one warm-up), rotating their order."""
+    """Run every entry ``rounds`` times (after two warm-ups), rotating their order."""
     section = Section(key, title, skipped=dict(skipped or {}))
     started = time.perf_counter()
     try:
         if warmup:
+            # two warm-up rounds (-2, -1): the first pays one-time costs (opening,
+            # imports, first touch of pages), the second calibrates ``Ops``
             for entry in entries:
+                entry.run(-2)
                 per_op = entry.run(-1)
                 if entry.ops is not None:
                     entry.ops.calibrate(per_op)
@@ -360,6 +363,16 @@ def _git_head() -> str:
     return out.stdout.strip() + (" (src/ has uncommitted changes)" if dirty else "")
 
 
+def _persistdict_origin() -> str:
+    """Where ``import persistdict`` finds the package (a working tree, an export)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("persistdict")
+    if spec is None or spec.origin is None:
+        return "not importable"
+    return str(Path(spec.origin).parent)
+
+
 def _filesystem(path: Path) -> str:
     try:
         out = subprocess.run(
@@ -394,6 +407,7 @@ def header(argv: list[str], tmp_base: Path) -> str:
         f"python: {platform.python_version()} ({platform.machine()}), "
         f"cpus: {os.cpu_count()}, scratch fs: {_filesystem(tmp_base)}",
         "versions: " + ", ".join(f"{d} {_version(d)}" for d in dists),
+        f"persistdict from: {_persistdict_origin()}",
         f"shelve backend: {backends[0] if backends else 'none'}",
         "ratios: medians over rounds, to the named baseline measured in the same run",
     ]

@@ -360,7 +360,9 @@ def _git_head() -> str:
         text=True,
         check=False,
     ).stdout.strip()
-    return out.stdout.strip() + (" (src/ has uncommitted changes)" if dirty else "")
+    in_tree = _persistdict_origin().startswith(str(BENCH_DIR.parent / "src"))
+    flag = " (src/ has uncommitted changes)" if dirty and in_tree else ""
+    return out.stdout.strip() + flag
 
 
 def _persistdict_origin() -> str:

@@ -33,7 +33,7 @@ def test_growth_past_one_gib_while_other_processes_read(
 
         with PersistDict(path, cache_size=0) as d:
             assert d["count"] == VALUES
-            sample = list(range(0, VALUES, 7)) + [VALUES - 1]
+            sample = [*range(0, VALUES, 7), VALUES - 1]
             wrong = sum(1 for i in sample if d[i] != _blob(i))
             final_map = d._live().env.info()["map_size"]
             entries = len(d)

@@ -45,9 +45,7 @@ def test_twenty_sigkills_lose_no_acknowledged_write_and_leave_no_half_update(
     started = time.monotonic()
     seq = 0
     for round_ in range(ROUNDS):
-        proc = stress.start(
-            "killed_writer", path, log, seq, round_, round_ % 2 == 0
-        )
+        proc = stress.start("killed_writer", path, log, seq, round_, round_ % 2 == 0)
         workers.append(proc)
         assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
         time.sleep(rng.uniform(0.05, 0.6))
@@ -60,7 +58,8 @@ def test_twenty_sigkills_lose_no_acknowledged_write_and_leave_no_half_update(
         for line in log.read_text().splitlines():
             row = json.loads(line)
             if "ack" in row:
-                assert pending is not None and pending["n"] == row["ack"]
+                assert pending is not None
+                assert pending["n"] == row["ack"]
                 for key, value in _keys_of(pending).items():
                     if value is None:
                         model.pop(key, None)
@@ -82,7 +81,7 @@ def test_twenty_sigkills_lose_no_acknowledged_write_and_leave_no_half_update(
             figures["killed_in_op"] += 1
             in_flight_ops[pending["op"]] = in_flight_ops.get(pending["op"], 0) + 1
             after = _keys_of(pending)
-            landed = [stored.get(k, None) == v for k, v in after.items()]
+            landed = [stored.get(k) == v for k, v in after.items()]
             if all(landed):
                 figures["in_flight_landed"] += 1
                 for key, value in after.items():

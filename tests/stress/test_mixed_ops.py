@@ -33,7 +33,14 @@ def test_eight_processes_two_threads_mixed_operations(
     for p in range(PROCESSES):
         workers.append(
             stress.start(
-                "mixed_ops", path, p, start_at, SECONDS, logs[p], N_OWN, N_SHARED,
+                "mixed_ops",
+                path,
+                p,
+                start_at,
+                SECONDS,
+                logs[p],
+                N_OWN,
+                N_SHARED,
                 p % 2 == 0,  # durable in even processes, fsync-free in odd ones
             )
         )

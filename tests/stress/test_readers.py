@@ -82,7 +82,8 @@ def test_reader_slots_of_killed_processes_are_reclaimed(
         read_after=read_here,
         fresh_open=fresh,
     )
-    assert taken >= 1000 and taken_again >= 1000
+    assert taken >= 1000
+    assert taken_again >= 1000
     assert read_here == "v"
     assert fresh == ["opened", 2]
 

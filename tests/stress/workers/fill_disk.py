@@ -29,7 +29,9 @@ def main() -> None:
     d.update(kept)
     if limit:
         size = os.path.getsize(os.path.join(path, "data.mdb"))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (size + limit, resource.RLIM_INFINITY))
+        resource.setrlimit(
+            resource.RLIMIT_FSIZE, (size + limit, resource.RLIM_INFINITY)
+        )
     written = 0
     error: list[str] = []
     for i in range(100_000):

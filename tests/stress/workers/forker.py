@@ -71,7 +71,10 @@ def main() -> None:
                 pass
             counts["iterations"] += 1
 
-    threads = [threading.Thread(target=busy_writer), threading.Thread(target=busy_reader)]
+    threads = [
+        threading.Thread(target=busy_writer),
+        threading.Thread(target=busy_reader),
+    ]
     for t in threads:
         t.start()
     rng = random.Random(6)
@@ -108,9 +111,7 @@ def main() -> None:
     for t in threads:
         t.join()
     seen_children = sum(1 for i in range(forks) if f"child:{i}" in d)
-    seen_batches = sum(
-        1 for i in range(forks) if d.get(f"child:{i}:49") == 49
-    )
+    seen_batches = sum(1 for i in range(forks) if d.get(f"child:{i}:49") == 49)
 
     # multiprocessing: a pickled handle in pools of both start methods, and an
     # inherited store in fork Processes.

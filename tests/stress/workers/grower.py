@@ -25,14 +25,21 @@ def main() -> None:
     started = time.monotonic()
     d = PersistDict(path, durable=False, cache_size=0)
     for first in range(0, n, 8):
-        batch: dict[object, object] = {i: blob(i) for i in range(first, min(n, first + 8))}
+        batch: dict[object, object] = {
+            i: blob(i) for i in range(first, min(n, first + 8))
+        }
         batch["count"] = min(n, first + 8)
         d.update(batch)
     written = time.monotonic() - started
     d["done"] = True
     d.close()  # syncs to disk
     sys.stdout.write(
-        json.dumps({"written_s": round(written, 1), "total_s": round(time.monotonic() - started, 1)})
+        json.dumps(
+            {
+                "written_s": round(written, 1),
+                "total_s": round(time.monotonic() - started, 1),
+            }
+        )
         + "\n"
     )
 

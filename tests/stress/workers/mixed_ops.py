@@ -43,7 +43,11 @@ def main() -> None:
     n_own = int(sys.argv[6])
     n_shared = int(sys.argv[7])
     durable = sys.argv[8] == "True"
-    handles = [PersistDict(path, durable=durable), PersistDict(path, durable=durable)]  # one env, one memory layer
+    # Two handles, one per thread: they share one environment and memory layer.
+    handles = [
+        PersistDict(path, durable=durable),
+        PersistDict(path, durable=durable),
+    ]
     counts = {"ops": 0, "acked": 0, "reads": 0, "wrong_reads": 0, "updates": 0}
     counts_lock = threading.Lock()
     errors: list[str] = []
@@ -96,8 +100,13 @@ def main() -> None:
                 d.pop(key, None)
                 log([["del", key, proc, thread, seq, t0, time.monotonic_ns()]])
             elif op < 0.85:  # read a shared or a foreign key: well formed or absent
-                key = rng.choice(shared) if op < 0.80 else (
-                    f"own:{rng.randrange(8)}:{rng.randrange(2)}:{rng.randrange(n_own)}"
+                key = (
+                    rng.choice(shared)
+                    if op < 0.80
+                    else (
+                        f"own:{rng.randrange(8)}:{rng.randrange(2)}:"
+                        f"{rng.randrange(n_own)}"
+                    )
                 )
                 local["reads"] += 1
                 got = d.get(key)

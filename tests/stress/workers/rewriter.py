@@ -21,7 +21,9 @@ def main() -> None:
             for first in range(0, len(keys), 200):
                 d.update({k: (r, b"v" * 2000) for k in keys[first : first + 200]})
     sys.stdout.write(
-        json.dumps({"rewritten": rounds * len(keys), "seconds": time.monotonic() - started})
+        json.dumps(
+            {"rewritten": rounds * len(keys), "seconds": time.monotonic() - started}
+        )
         + "\n"
     )
 

@@ -20,7 +20,9 @@ def main() -> None:
     d["after-the-dead-writer"] = 1
     d.update({f"more:{i}": i for i in range(100)})
     ok = d["after-the-dead-writer"] == 1 and all(d[k] == v for k, v in before.items())
-    sys.stdout.write(json.dumps({"before": len(before), "ok": ok, "len": len(d)}) + "\n")
+    sys.stdout.write(
+        json.dumps({"before": len(before), "ok": ok, "len": len(d)}) + "\n"
+    )
     d.close()
 
 

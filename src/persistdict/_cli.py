@@ -86,6 +86,8 @@ _SCAN_BATCH = 4096  # entries read per read transaction while listing
 _PREVIEW = 48  # characters of a key shown by ls
 _VALUE_PREVIEW = 2000  # characters of a value's repr shown by show
 _HASH_SHOWN = 12  # hex digits of a memoized call's hash shown by ls
+_PROGRESS_DELAY = 0.3  # seconds before progress shows: quick operations show none
+_PROGRESS_EVERY = 0.1  # seconds between updates of the progress line
 # "{module}:{qualname}:{version}:" + 32 hex digits: a persist_cache entry.
 _MEMO_KEY = re.compile(r"([^:]+):([^:]+):([^:]*):([0-9a-f]{32})")
 _u64 = struct.Struct(">Q")
@@ -186,13 +188,13 @@ class Progress:
         self.count = 0
         self.enabled = sys.stderr.isatty()
         self._shown = False
-        self._next = time.monotonic() + 0.3  # quick operations show nothing
+        self._next = time.monotonic() + _PROGRESS_DELAY
 
     def add(self, n: int = 1) -> None:
         self.count += n
         if not self.enabled or time.monotonic() < self._next:
             return
-        self._next = time.monotonic() + 0.1
+        self._next = time.monotonic() + _PROGRESS_EVERY
         total = f" of {self.total:,}" if self.total else ""
         sys.stderr.write(f"\r{self.label}: {self.count:,}{total}")
         sys.stderr.flush()
@@ -336,20 +338,21 @@ class Store:
         probe = PersistDict(path, readonly=not write, cache_size=0)
         try:
             self.settings = probe._live().settings_snapshot()
+            days = self.settings.get("expiration_days")
+            self.expiration_days: float | None = (
+                float(days) if isinstance(days, (int, float)) and days > 0 else None
+            )
+            # Opened with the recorded expiration, so that expired entries are
+            # missing here as they are for the program that uses the store.
+            # (Before the probe closes: both share one environment.)
+            self.dict = PersistDict(
+                path,
+                None if write else self.expiration_days,
+                readonly=not write,
+                cache_size=0,
+            )
         finally:
             probe.close()
-        days = self.settings.get("expiration_days")
-        self.expiration_days: float | None = (
-            float(days) if isinstance(days, (int, float)) and days > 0 else None
-        )
-        # Opened with the recorded expiration, so that expired entries are
-        # missing here as they are for the program that uses the store.
-        self.dict = PersistDict(
-            path,
-            None if write else self.expiration_days,
-            readonly=not write,
-            cache_size=0,
-        )
 
     @property
     def env(self) -> Env:
@@ -456,28 +459,61 @@ def read_meta_page(data_file: Path) -> tuple[int, int, int, int]:
     return psize, best[0], best[1], best[2]
 
 
-def lock_holders(lock_file: Path) -> list[int]:
-    """Pids of processes that have the store open (Linux; [] elsewhere).
+def _device_inode(st: os.stat_result) -> tuple[str, str]:
+    major, minor = os.major(st.st_dev), os.minor(st.st_dev)
+    return f"{major:02x}:{minor:02x}", str(st.st_ino)
+
+
+def lock_holders(lock_file: Path) -> set[int]:
+    """Pids holding LMDB's open-environment lock on ``lock_file`` (Linux).
 
     Every process with an LMDB environment open holds a shared ``fcntl`` lock
     on byte 0 of ``lock.mdb`` for as long as the environment stays open.
     """
     try:
-        st = lock_file.stat()
+        device, inode = _device_inode(lock_file.stat())
         with open("/proc/locks", encoding="ascii") as fh:
             lines = fh.read().splitlines()
     except OSError:  # no lock file yet, or not Linux
-        return []
-    inode = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+        return set()
     pids = set()
     for line in lines:
         fields = line.split()
-        # "1: POSIX  ADVISORY  READ 1234 fe:00:5678 0 0" (a blocked waiter has "->")
-        if "->" in fields:
+        # "1: POSIX  ADVISORY  READ 1234 fe:00:5678 0 0" (a waiter has "->")
+        if "->" in fields or len(fields) < 8:
             continue
-        if len(fields) >= 8 and fields[5] == inode and fields[6] == "0":
+        if fields[5] == f"{device}:{inode}" and fields[6] == "0":
             pids.add(int(fields[4]))
-    return sorted(pids)
+    return pids
+
+
+def mappers(data_file: Path) -> set[int]:
+    """Pids that map ``data_file`` (Linux; the processes we may read)."""
+    try:
+        device, inode = _device_inode(data_file.stat())
+        pids = [int(name) for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:  # not Linux
+        return set()
+    found = set()
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/maps", encoding="utf-8", errors="replace") as fh:
+                for line in fh:
+                    fields = line.split(maxsplit=5)
+                    if len(fields) >= 5 and fields[4] == inode and fields[3] == device:
+                        found.add(pid)
+                        break
+        except OSError:  # gone meanwhile, or another user's process
+            continue
+    return found
+
+
+def store_users(path: Path) -> list[int]:
+    """Other processes that have the store open: those holding LMDB's lock, and
+    (in case one lost it) those mapping its data file."""
+    users = lock_holders(path / "lock.mdb") | mappers(path / "data.mdb")
+    users.discard(os.getpid())
+    return sorted(users)
 
 
 # ---------------------------------------------------------------- subcommands
@@ -519,7 +555,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     live = [e for e in entries if not e.expired]
     expired = len(entries) - len(live)
     functions = _memo_functions(live)
-    others = [pid for pid in lock_holders(path / "lock.mdb") if pid != os.getpid()]
+    others = store_users(path)
     on_disk = data_file.stat().st_size
     used = (used_pages + 2) * psize  # + the two meta pages
     kind = (
@@ -721,10 +757,29 @@ def cmd_ls(args: argparse.Namespace) -> int:
     return 0
 
 
+def _literal(node: ast.AST) -> Any:
+    """ast.literal_eval, plus ``frozenset(...)`` (which ``ls`` prints)."""
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "frozenset"
+        and not node.keywords
+        and len(node.args) <= 1
+    ):
+        return frozenset(_literal(node.args[0]) if node.args else ())
+    if isinstance(node, ast.Tuple):
+        return tuple(_literal(item) for item in node.elts)
+    if isinstance(node, ast.List):
+        return [_literal(item) for item in node.elts]
+    if isinstance(node, ast.Set):
+        return {_literal(item) for item in node.elts}
+    return ast.literal_eval(node)
+
+
 def parse_key(text: str) -> Any:
     """KEY as a Python literal when it is one, else the text itself."""
     try:
-        return ast.literal_eval(text)
+        return _literal(ast.parse(text.strip(), mode="eval").body)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         return text  # not a literal (a name, a memo key, ...): a str key
 
@@ -963,6 +1018,12 @@ def cmd_clear(args: argparse.Namespace) -> int:
 def _db_counts(env: lmdb.Environment) -> dict[bytes, int]:
     counts = {}
     with env.begin() as txn:
+        names = [key for key, _ in txn.cursor()]
+        if sorted(names) != sorted(DB_NAMES):
+            die(
+                f"{env.path()} is an LMDB environment but not a persistdict store "
+                f"(its databases are {names[:6]!r})"
+            )
         for name in DB_NAMES:
             db = env.open_db(name, txn=txn, create=False)
             counts[name] = int(txn.stat(db)["entries"])
@@ -1010,14 +1071,18 @@ def cmd_compact(args: argparse.Namespace) -> int:
     try:
         try:
             fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)
+            users = store_users(path)
         except OSError as exc:
             if exc.errno not in (errno.EACCES, errno.EAGAIN):
                 raise
-            pids = lock_holders(lock_file)
+            users = store_users(path) or [0]
+        if users:
             who = (
-                f"{len(pids)} other process(es) (pids {', '.join(map(str, pids))})"
-                if pids
-                else "another process"
+                "another process"
+                if users == [0]
+                else f"{len(users)} other process(es) (pids "
+                + ", ".join(map(str, users))
+                + ")"
             )
             die(
                 f"{path} is open in {who}: compacting would swap the file under "

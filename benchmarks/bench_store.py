@@ -10,6 +10,7 @@ import argparse
 import os
 import random
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,15 +21,17 @@ from harness import (
     Entry,
     Ops,
     Report,
+    Stepper,
     Unavailable,
     configure,
     header,
+    run_interleaved,
     run_python,
     run_section,
     scratch_dir,
     timed,
 )
-from stores import SPECS, Store, baseline_for
+from stores import SPECS, Spec, Store, baseline_for, spec
 
 SMALL = {"id": 1, "name": "x" * 60, "ok": True, "tags": ["a", "b"]}  # 118 B pickled
 BIG = os.urandom(100_000)  # 100 KB, incompressible
@@ -48,7 +51,7 @@ class Sizes:
     scale: tuple[int, int]
 
 
-FULL = Sizes(7, 100, 2000, 30, 200, 10_000, 300, 20_000, 7, (1_000, 100_000))
+FULL = Sizes(7, 150, 2000, 30, 200, 10_000, 300, 20_000, 7, (1_000, 100_000))
 QUICK = Sizes(3, 30, 500, 10, 50, 10_000, 200, 5_000, 3, (1_000, 20_000))
 
 # Systems of the read workloads: reads cost the same whatever the sync setting.
@@ -142,14 +145,38 @@ def write_sections(report: Report, sizes: Sizes, tmp: Path) -> None:
         ("100 KB", BIG, sizes.big_durable_ops, sizes.big_fast_ops),
     ):
         opened = Opened(tmp, f"w{len(kind)}")
+        durable = [s for s in SPECS if s.durable]
+        fast = [s for s in SPECS if not s.durable]
+        for s in SPECS:
+            opened.open(s.name, s.name, {})
+        skipped_d = {k: v for k, v in opened.skipped.items() if spec(k).durable}
+        skipped_f = {k: v for k, v in opened.skipped.items() if not spec(k).durable}
+        live_d = [s for s in durable if s.name in opened.stores]
+        live_f = [s for s in fast if s.name in opened.stores]
+
+        # Durable writes: one operation of each system in turn (see run_interleaved)
+        for op in ("set", "delete"):
+            steppers = [
+                _stepper(op, s, opened.stores[s.name], value, baseline_for(s))
+                for s in live_d
+            ]
+            report.add(
+                run_interleaved(
+                    f"{op} {kind}",
+                    f"{op}, {kind} values, durable (fsync per commit): single"
+                    " operations of each system in turn, vs raw py-lmdb sync=True",
+                    steppers,
+                    sizes.rounds,
+                    dur_n,
+                    skipped_d,
+                )
+            )
+        # Writes without fsync: CPU-bound, timed in batches
         set_entries: list[Entry] = []
         del_entries: list[Entry] = []
-        for s in SPECS:
-            store = opened.open(s.name, s.name, {})
-            if store is None:
-                continue
-            high = dur_n if s.durable else fast_n
-            ops = Ops(high)
+        for s in live_f:
+            store = opened.stores[s.name]
+            ops = Ops(fast_n)
             set_entries.append(
                 Entry(
                     s.name,
@@ -159,32 +186,54 @@ def write_sections(report: Report, sizes: Sizes, tmp: Path) -> None:
                     ops=ops,
                 )
             )
-            ops = Ops(high)
+            ops = Ops(fast_n)
             del_entries.append(
                 Entry(
                     s.name, _delete_round(store, value, ops), baseline_for(s), ops=ops
                 )
             )
-        report.add(
-            run_section(
-                f"set {kind}",
-                f"set, {kind} values, new keys"
-                " (vs raw py-lmdb at the same sync setting)",
-                set_entries,
-                sizes.rounds,
-                opened.skipped,
+        for op, entries in (("set", set_entries), ("delete", del_entries)):
+            report.add(
+                run_section(
+                    f"{op} {kind} nosync",
+                    f"{op}, {kind} values, no fsync per commit: vs raw py-lmdb"
+                    " sync=False",
+                    entries,
+                    sizes.rounds,
+                    skipped_f,
+                )
             )
-        )
-        report.add(
-            run_section(
-                f"delete {kind}",
-                f"delete, {kind} values (vs raw py-lmdb at the same sync setting)",
-                del_entries,
-                sizes.rounds,
-                opened.skipped,
-            )
-        )
         opened.close()
+
+
+def _stepper(op: str, s: Spec, store: Store, value: Any, baseline: str) -> Stepper:
+    keys: list[str] = []
+    clock = time.perf_counter
+
+    def prepare(r: int, n: int) -> None:
+        keys[:] = [f"{op}{r}-{i:06d}" for i in range(n)]
+        if op == "delete":
+            store.fill(dict.fromkeys(keys, value))
+
+    if op == "set":
+        set_ = store.set
+
+        def step(i: int) -> float:
+            k = keys[i]
+            t0 = clock()
+            set_(k, value)
+            return clock() - t0
+
+    else:
+        delete = store.delete
+
+        def step(i: int) -> float:
+            k = keys[i]
+            t0 = clock()
+            delete(k)
+            return clock() - t0
+
+    return Stepper(s.name, prepare, step, baseline, s.sync_note if op == "set" else "")
 
 
 def _set_round(store: Store, value: Any, ops: Ops) -> Callable[[int], float]:

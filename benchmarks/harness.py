@@ -32,9 +32,11 @@ __all__ = [
     "Ops",
     "Report",
     "Section",
+    "Stepper",
     "Unavailable",
     "configure",
     "fmt_time",
+    "run_interleaved",
     "run_python",
     "run_section",
     "scratch_dir",
@@ -127,6 +129,7 @@ class Row:
     samples: list[float]
     note: str
     ops: int = 1
+    rounds: int | None = None  # when samples are single operations
 
     @property
     def median(self) -> float:
@@ -176,7 +179,7 @@ class Section:
             lines.append(
                 f"   {row.system:<{width}}  {ratio_s:>8}  {row.baseline:<{width}}  "
                 f"{fmt_time(row.median):>10}  {row.spread:>4.0%}  "
-                f"{len(row.samples)} x {row.ops}"
+                f"{row.rounds or len(row.samples)} x {row.ops}"
                 + (f"  {row.note}" if row.note else "")
             )
         for system, reason in self.skipped.items():
@@ -222,6 +225,57 @@ def run_section(
         for entry in entries:
             if entry.close is not None:
                 entry.close()
+    section.seconds = time.perf_counter() - started
+    return section
+
+
+@dataclass
+class Stepper:
+    """One system of an interleaved section (see ``run_interleaved``).
+
+    ``prepare(r, n)`` does the untimed setup of round ``r`` (e.g. writes the keys
+    that will be deleted); ``step(i)`` performs operation ``i`` of the round and
+    returns its duration in seconds.
+    """
+
+    system: str
+    prepare: Callable[[int, int], None]
+    step: Callable[[int], float]
+    baseline: str
+    note: str = ""
+
+
+def run_interleaved(
+    key: str,
+    title: str,
+    steppers: list[Stepper],
+    rounds: int,
+    ops: int,
+    skipped: dict[str, str] | None = None,
+) -> Section:
+    """Operations of every system taken in turn, one at a time, each timed alone.
+
+    For operations that wait for the disk (an fsync per commit) the disk's speed
+    moves with everything else the machine does; alternating single operations
+    makes every system see the same disk, and the median of single operations
+    ignores the stalls. The order of the systems rotates with every operation.
+    """
+    section = Section(key, title, skipped=dict(skipped or {}))
+    started = time.perf_counter()
+    samples: dict[str, list[float]] = {s.system: [] for s in steppers}
+    for r in range(-1, rounds):
+        for s in steppers:
+            s.prepare(r, ops)
+        for i in range(ops):
+            shift = i % len(steppers) if steppers else 0
+            for s in steppers[shift:] + steppers[:shift]:
+                t = s.step(i)
+                if r >= 0:  # round -1 warms up
+                    samples[s.system].append(t)
+    for s in steppers:
+        section.rows[s.system] = Row(
+            s.system, s.baseline, samples[s.system], s.note, ops, rounds
+        )
     section.seconds = time.perf_counter() - started
     return section
 

@@ -7,11 +7,13 @@ import hashlib
 import io
 import json
 import os
+import pickle
 import shutil
 import stat
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -312,6 +314,32 @@ def test_key_text_is_taken_as_a_literal_or_as_text() -> None:
     assert parse_key("frozenset(x)") == "frozenset(x)"
 
 
+def test_signed_and_custom_serialized_values(
+    tmp_path: Path, cli: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with PersistDict(tmp_path / "signed", secret=b"s3cret") as d:
+        d["k"] = [1, 2]
+    code, out, err = cli("show", tmp_path / "signed", "k")
+    assert (code, out) == (1, "")
+    assert "PERSISTDICT_SECRET" in one_error_line(err)
+    monkeypatch.setenv("PERSISTDICT_SECRET", "s3cret")
+    assert json.loads(cli("show", tmp_path / "signed", "k", "--json")[1])["value"] == [
+        1,
+        2,
+    ]
+    monkeypatch.delenv("PERSISTDICT_SECRET")
+    with PersistDict(
+        tmp_path / "zipped",
+        value_serializer=lambda v: zlib.compress(pickle.dumps(v)),
+        value_unserializer=lambda b: pickle.loads(zlib.decompress(b)),
+    ) as d:
+        d["k"] = "v" * 100
+    assert cli("ls", tmp_path / "zipped")[0] == 0
+    code, out, err = cli("show", tmp_path / "zipped", "k")
+    assert (code, out) == (1, "")
+    assert "custom value_serializer" in one_error_line(err)
+
+
 # ---------------------------------------------------------------- expire, clear
 
 
@@ -487,8 +515,8 @@ def _a_file(path: Path) -> None:
     path.write_text("not a directory")
 
 
-BROKEN = {
-    "missing": (lambda path: None, "does not exist"),
+BROKEN: dict[str, tuple[Callable[[Path], None], str]] = {
+    "missing": (lambda path: None, "does not exist"),  # nothing made
     "file": (_a_file, "is a file, not a store"),
     "not-a-store": (_not_a_store, "has no data.mdb"),
     "garbage": (_garbage, "not an LMDB data file"),

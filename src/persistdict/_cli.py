@@ -64,7 +64,7 @@ from typing import Any, NoReturn
 import lmdb
 
 from . import __version__
-from ._codec import HASHED
+from ._codec import HASHED, encode_key
 from ._dict import PersistDict
 from ._env import (
     _REGISTRY,
@@ -75,7 +75,7 @@ from ._env import (
     _check_data_file,
     _check_ownership,
 )
-from ._exceptions import PersistDictError
+from ._exceptions import PersistDictError, SignatureError
 from ._meta import unpack_meta
 
 __all__ = ["main"]
@@ -838,6 +838,8 @@ def cmd_show(args: argparse.Namespace) -> int:
             value = d[key]
         except KeyError:
             die(f"the entry {key!r} was removed while it was being read")
+        except SignatureError as exc:
+            die(f"cannot read the value of {key!r}: {exc}")
         except (
             # What unpickling a value written by a custom value_serializer, or
             # one whose class cannot be imported here, raises.
@@ -854,14 +856,7 @@ def cmd_show(args: argparse.Namespace) -> int:
                 "(was it written with a custom value_serializer, or by a class "
                 "this Python cannot import?)"
             )
-    encoded_text, key_json = (
-        describe_key(d._encode(key))
-        if isinstance(key, str)
-        else (
-            repr(key),
-            key if isinstance(key, (int, float, str)) or key is None else repr(key),
-        )
-    )
+    encoded_text, key_json = describe_key(encode_key(key)[0])
     full_repr = repr(value)
     memo = _MEMO_KEY.fullmatch(key) if isinstance(key, str) else None
     if args.json:
@@ -1277,6 +1272,8 @@ def main(argv: list[str] | None = None) -> int:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_OneLine())
     handler.setLevel(logging.WARNING)
+    # The core raises after logging an error: the exception's line says it.
+    handler.addFilter(lambda record: record.levelno < logging.ERROR)
     logger.addHandler(handler)
     try:
         func: Callable[[argparse.Namespace], int] = args.func

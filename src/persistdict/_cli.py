@@ -276,7 +276,7 @@ def describe_key(encoded: bytes) -> tuple[str, Any]:
 # ---------------------------------------------------------------- reading a store
 
 
-@dataclass
+@dataclass(slots=True)
 class Entry:
     """One entry, read from its metadata (its value is never unpickled)."""
 

@@ -246,6 +246,11 @@ def test_show_memo_entry_by_call_hash(memo_store: Path, cli: Run) -> None:
     assert 6765 in by_value  # fib(20)
     full = by_value[6765]["key"]
     assert json.loads(cli("show", memo_store, full, "--json")[1])["value"] == 6765
+    # What the CALL column shows for a versioned function is accepted too.
+    out = cli("ls", memo_store, "--function", "square")[1]
+    call = out.splitlines()[1].split()[1]
+    assert call.startswith("2:")
+    assert json.loads(cli("show", memo_store, call, "--json")[1])["version"] == "2"
     code, _, err = cli("show", memo_store, "__main__:fib")
     assert code == 1
     assert "ambiguous" in one_error_line(err)

@@ -800,11 +800,17 @@ def _find_key(store: Store, text: str) -> tuple[Any, bool]:
     if text in d:
         return text, False
     candidates = d._keys_with_prefix(text)
-    if not candidates and re.fullmatch(r"[0-9a-f]{6,32}", text):
+    # The CALL column of ls: "[version:]hash-prefix".
+    call = re.fullmatch(r"(?:([^:]*):)?([0-9a-f]{6,32})", text)
+    if not candidates and call:
+        version, digits = call.groups()
         candidates = [
             e.str_key
             for e in store.entries(label="searching")
-            if e.call is not None and e.call.startswith(text) and e.str_key
+            if e.call is not None
+            and e.call.startswith(digits)
+            and (version is None or e.version == version)
+            and e.str_key
         ]
     if len(candidates) == 1:
         return candidates[0], True

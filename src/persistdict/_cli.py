@@ -1176,7 +1176,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=(
             "PATH is a store directory (the one given to PersistDict or "
             "@persist_cache; the default store of a bare @persist_cache is "
-            "$PERSISTDICT_CACHE_DIR, else ~/.cache/persistdict). info, ls and "
+            "$PERSISTDICT_CACHE_DIR, else $XDG_CACHE_HOME/persistdict or "
+            "~/.cache/persistdict). info, ls and "
             "show open it read-only."
         ),
     )

@@ -503,6 +503,14 @@ def targets(report: Report, sizes: Sizes) -> None:
             report.target(
                 f"durable set {kind} vs lmdb-raw", s.ratio("persistdict"), 1.1
             )
+        s = sec.get(f"set {kind} nosync")
+        if s is not None:
+            report.target(
+                f"durable=False set {kind} vs lmdb-raw-nosync",
+                s.ratio("persistdict-nodur"),
+                1.1,
+                detail="the same target at the other sync setting",
+            )
     for key in ("get cold small", "get cold 100 KB"):
         s = sec.get(key)
         if s is not None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -26,11 +25,11 @@ from pathlib import Path
 
 import stores
 from harness import (
-    BENCH_DIR,
     Entry,
     Ops,
     Report,
     Unavailable,
+    child_env,
     configure,
     header,
     run_section,
@@ -89,10 +88,7 @@ def child(system: str, path: str, wid: int) -> None:
 
 
 def _spawn(system: str, path: Path, wid: int) -> subprocess.Popen[str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(BENCH_DIR), env.get("PYTHONPATH", "")) if p
-    )
+    env = child_env()
     script = str(Path(__file__).resolve())
     return subprocess.Popen(
         [sys.executable, script, "--child", system, str(path), str(wid)],

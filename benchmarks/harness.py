@@ -34,6 +34,7 @@ __all__ = [
     "Section",
     "Stepper",
     "Unavailable",
+    "child_env",
     "configure",
     "fmt_time",
     "run_interleaved",
@@ -366,12 +367,22 @@ def scratch_dir(base: str | None = None) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def run_python(code: str, *args: str, timeout: float = 120) -> str:
-    """Run ``code`` in a new interpreter (benchmarks/ importable); return stdout."""
+def child_env() -> dict[str, str]:
+    """The environment of child interpreters: benchmarks/ importable, and bytecode
+    cached. With ``PYTHONDONTWRITEBYTECODE`` set, a package from a source tree
+    (persistdict, editable or exported) would be compiled at every start while
+    pip-installed peers load their ``.pyc``: an unfair start-up handicap."""
     env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(BENCH_DIR), env.get("PYTHONPATH", "")) if p
     )
+    return env
+
+
+def run_python(code: str, *args: str, timeout: float = 120) -> str:
+    """Run ``code`` in a new interpreter (see ``child_env``); return stdout."""
+    env = child_env()
     proc = subprocess.run(
         [sys.executable, "-c", code, *args],
         capture_output=True,
@@ -466,6 +477,7 @@ def header(argv: list[str], tmp_base: Path) -> str:
         f"persistdict from: {_persistdict_origin()}",
         f"shelve backend: {backends[0] if backends else 'none'}",
         "ratios: medians over rounds, to the named baseline measured in the same run",
+        "child interpreters write and use bytecode caches (.pyc), as installed code",
     ]
     return "\n".join(lines)
 

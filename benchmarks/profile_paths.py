@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness import header
+from harness import child_env, header
 
 SMALL = {"id": 1, "name": "x" * 60, "ok": True, "tags": ["a", "b"]}
 TEXT = "Summarize the following paragraph in one sentence, keep names: " + "x" * 16
@@ -152,8 +152,29 @@ def fresh_open(tmp: Path, top: int) -> str:
         capture_output=True,
         text=True,
         check=False,
+        env=child_env(),
     )
     return out.stdout + out.stderr[-2000:]
+
+
+def import_times(top: int) -> str:
+    """``python -X importtime -c "import persistdict"``: the slowest imports."""
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import persistdict"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=child_env(),
+    ).stderr
+    rows = []
+    for line in out.splitlines():
+        parts = line.split("|")
+        if len(parts) == 3 and parts[1].strip().isdigit():
+            rows.append((int(parts[1]), int(parts[0].split(":")[1]), parts[2].rstrip()))
+    rows.sort(reverse=True)
+    lines = ["cumulative us   self us  module"]
+    lines += [f"{cum:>13}  {own:>8}  {name}" for cum, own, name in rows[:top]]
+    return "\n".join(lines) + "\n"
 
 
 def profile(fn: Callable[[], None], top: int) -> str:
@@ -171,7 +192,7 @@ def profile(fn: Callable[[], None], top: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    names = [*PATHS, "fresh_open"]
+    names = [*PATHS, "fresh_open", "imports"]
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -189,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         for name in chosen:
             if name == "fresh_open":
                 text = fresh_open(tmp, args.top)
+            elif name == "imports":
+                text = import_times(args.top)
             else:
                 try:
                     fn = PATHS[name](tmp)

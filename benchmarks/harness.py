@@ -468,7 +468,13 @@ def header(argv: list[str], tmp_base: Path) -> str:
         except ImportError:  # this Python was built without that dbm module
             pass
     lines = [
-        "command: " + " ".join(["python", *argv]),
+        "command: "
+        + (
+            f"PYTHONPATH={os.environ['PYTHONPATH']} "
+            if "PYTHONPATH" in os.environ
+            else ""
+        )
+        + " ".join(["python", *argv]),
         f"commit: {_git_head()}",
         f"date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}",
         f"python: {platform.python_version()} ({platform.machine()}), "
@@ -500,3 +506,29 @@ def dump_json(report: Report, path: Path) -> None:
         for t in report.targets
     }
     path.write_text(json.dumps(data, indent=1))
+
+
+def markdown(report: Report) -> str:
+    """A compact Markdown summary: per table, every system's ratio to its baseline."""
+    lines = [
+        "| table | baseline | persistdict | peers |",
+        "| --- | --- | --- | --- |",
+    ]
+    for key, section in report.sections.items():
+        ours, peers, bases = [], [], []
+        for name, row in section.rows.items():
+            ratio = section.ratio(name)
+            if name == row.baseline:
+                bases.append(f"{name} ({fmt_time(row.median)}/op)")
+                continue
+            cell = f"{name} {ratio:.2f}x" if ratio is not None else f"{name} -"
+            if "persist" in name:
+                ours.append(cell)
+            else:
+                peers.append(cell)
+        lines.append(
+            f"| {key} | {'; '.join(bases)} | {'; '.join(ours)} | {'; '.join(peers)} |"
+        )
+    lines.append("")
+    lines.extend(f"- {t.line()}" for t in report.targets)
+    return "\n".join(lines) + "\n"

@@ -18,7 +18,7 @@ from pathlib import Path
 import bench_concurrency
 import bench_memo
 import bench_store
-from harness import Report, configure, dump_json, header, scratch_dir
+from harness import Report, configure, dump_json, header, markdown, scratch_dir
 
 PARTS = {
     "store": bench_store.run,
@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, help="also write the report to this file")
     parser.add_argument("--json", type=Path, help="write medians and ratios as JSON")
+    parser.add_argument("--markdown", type=Path, help="write a Markdown summary")
     parser.add_argument("--tmp", default=None, help="scratch directory (default: temp)")
     args = parser.parse_args(argv)
     parts = [p.strip() for p in args.only.split(",") if p.strip()]
@@ -57,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         report.finish()
         if args.json:
             dump_json(report, args.json)
+        if args.markdown:
+            args.markdown.write_text(markdown(report))
     return 0
 
 

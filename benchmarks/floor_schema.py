@@ -23,13 +23,16 @@ from pathlib import Path
 from typing import Any
 
 from harness import (
+    Entry,
     Report,
     Stepper,
     Unavailable,
     configure,
     header,
     run_interleaved,
+    run_section,
     scratch_dir,
+    timed,
 )
 
 SMALL = {"id": 1, "name": "x" * 60, "ok": True, "tags": ["a", "b"]}
@@ -121,6 +124,122 @@ def run(report: Report, quick: bool, tmp: Path) -> None:
         )
 
 
+def read_floors(report: Report, quick: bool, tmp: Path) -> None:
+    """Reads of a PersistDict store done by hand in raw py-lmdb (the layout's
+    floor for ``get`` and iteration) next to raw py-lmdb and PersistDict."""
+    import random
+
+    import lmdb
+    import xxhash
+
+    try:
+        from persistdict import PersistDict
+    except ImportError as exc:
+        report.emit(f"read floors skipped: persistdict not importable ({exc})\n")
+        return
+    rounds, ops = (3, 500) if quick else (7, 2000)
+    keys = [f"k{i:07d}" for i in range(10_000)]
+    order = keys[:]
+    random.Random(5).shuffle(order)
+    sample = order[:ops]
+
+    raw = lmdb.open(str(tmp / "raw-read"), map_size=1 << 30, mode=0o700)
+    with raw.begin(write=True) as txn:
+        for k in keys:
+            txn.put(k.encode(), pickle.dumps(SMALL, protocol=5))
+    pd_path = tmp / "pd-read"
+    d: Any = PersistDict(pd_path, cache_size=0)
+    d.update(dict.fromkeys(keys, SMALL))
+    # the same files, opened a second time read-only by hand (no PersistDict code)
+    pd_env = d._env.env  # one environment per path and process
+    values_db = pd_env.open_db(b"values", create=False)
+    order_db = pd_env.open_db(b"order", create=False)
+    loads = pickle.loads
+    xxh = xxhash.xxh3_64_digest
+
+    def raw_gets() -> None:
+        for k in sample:
+            with raw.begin() as txn:
+                loads(txn.get(k.encode()))
+
+    def layout_gets() -> None:
+        for k in sample:
+            encoded = b"\x01" + k.encode()
+            with pd_env.begin() as txn:
+                record = txn.get(encoded, db=values_db)
+            view = memoryview(record)
+            if view[1:9] != xxh(view[9:], len(encoded)):
+                raise ValueError("checksum")
+            loads(view[9:])
+
+    def layout_gets_bytes() -> None:
+        for k in sample:
+            encoded = b"\x01" + k.encode()
+            with pd_env.begin() as txn:
+                record = txn.get(encoded, db=values_db)
+            payload = record[9:]
+            if record[1:9] != xxh(payload, len(encoded)):
+                raise ValueError("checksum")
+            loads(payload)
+
+    def layout_gets_unchecked() -> None:
+        for k in sample:
+            with pd_env.begin() as txn:
+                record = txn.get(b"\x01" + k.encode(), db=values_db)
+            loads(memoryview(record)[9:])
+
+    def pd_gets() -> None:
+        for k in sample:
+            d[k]
+
+    def raw_iter() -> None:
+        with raw.begin() as txn:
+            [k.decode() for k in txn.cursor().iternext(values=False)]
+
+    def layout_iter() -> None:
+        with pd_env.begin() as txn:
+            cursor = txn.cursor(db=order_db)
+            [v[1:].decode() for v in cursor.iternext(keys=False, values=True)]
+
+    def pd_iter() -> None:
+        list(d)
+
+    def entry(name: str, fn: Callable[[], None], n: int, base: str) -> Entry:
+        return Entry(name, lambda r: timed(fn) / n, base)
+
+    report.add(
+        run_section(
+            "floor get",
+            f"get of {ops} random keys of 10000 (no memory layer): raw py-lmdb, the"
+            " PersistDict layout read by hand (values db + checksum + loads of a"
+            " memoryview), PersistDict(cache_size=0)",
+            [
+                entry("lmdb-raw", raw_gets, ops, "lmdb-raw"),
+                entry("layout by hand", layout_gets, ops, "lmdb-raw"),
+                entry("layout, bytes slices", layout_gets_bytes, ops, "lmdb-raw"),
+                entry("layout, no checksum", layout_gets_unchecked, ops, "lmdb-raw"),
+                entry("persistdict cache_size=0", pd_gets, ops, "lmdb-raw"),
+            ],
+            rounds,
+        )
+    )
+    report.add(
+        run_section(
+            "floor iterate",
+            "list of all 10000 keys: raw py-lmdb keys, the PersistDict layout by hand"
+            " (order db values are the ids: decode them), PersistDict list(d)",
+            [
+                entry("lmdb-raw", raw_iter, 1, "lmdb-raw"),
+                entry("layout by hand", layout_iter, 1, "lmdb-raw"),
+                entry("persistdict", pd_iter, 1, "lmdb-raw"),
+            ],
+            rounds,
+        )
+    )
+    d.close()
+    raw.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
@@ -132,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         report.emit(header(sys.argv, tmp))
         report.emit()
         run(report, args.quick, tmp)
+        read_floors(report, args.quick, tmp)
         report.finish()
     return 0
 

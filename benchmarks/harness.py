@@ -425,8 +425,12 @@ def _git_head() -> str:
         text=True,
         check=False,
     ).stdout.strip()
-    in_tree = _persistdict_origin().startswith(str(BENCH_DIR.parent / "src"))
-    flag = " (src/ has uncommitted changes)" if dirty and in_tree else ""
+    origin = _persistdict_origin()
+    in_tree = origin.startswith(str(BENCH_DIR.parent / "src"))
+    if not in_tree and origin != "not importable":
+        flag = " (of benchmarks/; persistdict itself from the path below)"
+    else:
+        flag = " (src/ has uncommitted changes)" if dirty else ""
     return out.stdout.strip() + flag
 
 

@@ -433,3 +433,22 @@ def test_the_map_grows_past_its_initial_size(store_path: Path) -> None:
     assert len(d) == 80
     assert d[59] == blob
     d.close()
+
+
+def test_a_readonly_handle_beside_a_writable_one_stays_readonly(
+    store_path: Path,
+) -> None:
+    writer = PersistDict(store_path)
+    writer["a"] = 1
+    atime = writer.metadata("a").atime
+    reader = PersistDict(store_path, readonly=True)
+    with pytest.raises(ReadOnlyError):
+        reader["x"] = 1
+    with pytest.raises(ReadOnlyError):
+        del reader["a"]
+    assert reader["a"] == 1
+    writer.close()
+    reader.close()
+    with PersistDict(store_path) as again:
+        assert again == {"a": 1}
+        assert again.metadata("a").atime == atime  # the read-only read left no trace

@@ -192,7 +192,11 @@ def test_secret_signs_every_record(tmp_path: Path) -> None:
     assert len(records) == 5
     for entry_id, record in records.items():
         payload = record[33:]
-        mac = hashlib.blake2b(key=SECRET, digest_size=32)
+        # The signing key is derived from the secret (any length works).
+        key = hashlib.blake2b(
+            SECRET, digest_size=64, person=b"persistdict.key"
+        ).digest()
+        mac = hashlib.blake2b(key=key, digest_size=32)
         mac.update(len(entry_id).to_bytes(4, "big") + entry_id + payload)
         assert record[0] == 1
         assert hmac.compare_digest(record[1:33], mac.digest())
@@ -369,12 +373,6 @@ def test_a_pickled_handle_carries_an_explicit_secret(
         assert SECRET not in pickle.dumps(d)  # the receiver reads its own environment
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core: keys that are not str/bytes/int are rebuilt by pickle.loads of the "
-    "'original' bytes in the meta record, which no signature covers: with secret= "
-    "set, list(d) still runs a pickle planted by anyone who can write the store",
-)
 def test_a_planted_key_pickle_is_never_unpickled_with_a_secret(tmp_path: Path) -> None:
     path = tmp_path / "store"
     marker = tmp_path / "code-ran"
@@ -396,12 +394,6 @@ def test_a_planted_key_pickle_is_never_unpickled_with_a_secret(tmp_path: Path) -
     assert not marker.exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core: $PERSISTDICT_SECRET longer than 64 bytes is not checked or "
-    "derived to a BLAKE2b key, so the first write fails deep in hashlib with "
-    "'maximum key length is 64 bytes'",
-)
 def test_a_long_passphrase_in_the_environment_works(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -142,3 +142,27 @@ except ReadOnlyError:
         assert run_py(code, str(mounted)).stdout.split() == ["1", "refused"]
     finally:
         subprocess.run(["umount", str(mounted)], check=True)
+
+
+def test_lmdb_keeps_its_locks_while_a_store_is_open(
+    store_path: Path, run_py: Any
+) -> None:
+    # Closing any descriptor of lock.mdb drops a process's fcntl locks on it:
+    # nothing in persistdict may do that while the environment is open.
+    d = PersistDict(store_path)
+    for i in range(5):
+        d[i] = i
+        assert d[i] == i
+    probe = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+try:
+    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)
+    print("free")
+except OSError:
+    print("held")
+"""
+    lock_file = str(store_path / "lock.mdb")
+    assert run_py(probe, lock_file).stdout.strip() == "held"
+    d.close()
+    assert run_py(probe, lock_file).stdout.strip() == "free"

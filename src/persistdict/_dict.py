@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import pickle
@@ -18,6 +19,7 @@ from collections.abc import (
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
+from . import _env as _env_module
 from ._codec import (
     HASHED,
     MAX_ID,
@@ -30,7 +32,7 @@ from ._codec import (
     long_key_digest,
 )
 from ._env import Env, Txn, acquire_env, release_env
-from ._exceptions import PersistDictError, StoreClosedError
+from ._exceptions import PersistDictError, ReadOnlyError, StoreClosedError
 from ._memory import LayerEntry
 from ._meta import (
     EntryMetadata,
@@ -72,16 +74,20 @@ def _check_pair(
 
 
 def _secret_bytes(secret: bytes | str | None) -> bytes | None:
+    """The signing key derived from ``secret=`` or ``$PERSISTDICT_SECRET``.
+
+    Any length of secret works: it is hashed to a 64-byte BLAKE2b key.
+    """
     if secret is None:
         env_secret = os.environ.get("PERSISTDICT_SECRET")
-        return env_secret.encode() if env_secret else None
+        if not env_secret:
+            return None
+        secret = env_secret
     if isinstance(secret, str):
         secret = secret.encode()
     if not isinstance(secret, bytes) or not secret:
         raise TypeError("secret= must be non-empty bytes (or str)")
-    if len(secret) > 64:
-        raise ValueError("secret= is at most 64 bytes (a BLAKE2b key)")
-    return secret
+    return hashlib.blake2b(secret, digest_size=64, person=b"persistdict.key").digest()
 
 
 class PersistDict(dict):  # type: ignore[type-arg]
@@ -174,6 +180,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
         self._path = path
         self._expire_seconds = expiration_days * _DAY if expiration_days else 0.0
         self._cache_size = cache_size
+        self._readonly = readonly
         self._key_dumps = key_serializer
         self._key_loads = key_unserializer
         self._default_values = value_serializer is None
@@ -216,6 +223,15 @@ class PersistDict(dict):  # type: ignore[type-arg]
             )
         return env
 
+    def _writable(self) -> Env:
+        env = self._live()
+        if self._readonly:
+            raise ReadOnlyError(
+                f"this PersistDict of {self._path} was opened with readonly=True: "
+                "open another handle without readonly to change the store"
+            )
+        return env
+
     @property
     def path(self) -> Path:
         """The store's directory."""
@@ -242,14 +258,20 @@ class PersistDict(dict):  # type: ignore[type-arg]
             )
         return _T_CUSTOM + encoded
 
-    def _original(self, key: Any) -> bytes | None:
+    def _original(self, key: Any, encoded: bytes) -> bytes | None:
+        """The bytes that rebuild ``key`` exactly, sealed like a value (checksum,
+        or signature with a secret), or None when the encoding itself will do."""
         if self._key_dumps is not None:
             return None
-        return encode_key(key)[1]
+        original = encode_key(key)[1]
+        return None if original is None else self._codec.seal(encoded, original)
 
     def _decode(self, encoded: bytes, original: bytes | None) -> Any:
         if self._key_loads is not None:
             return self._key_loads(encoded[1:])
+        if original is not None:
+            # Verified before it is unpickled, as values are.
+            original = self._codec.open(encoded, original)
         return decode_key(encoded, original)
 
     def _dumps(self, key: Any, value: Any) -> bytes:
@@ -382,6 +404,18 @@ class PersistDict(dict):  # type: ignore[type-arg]
             return self._read_checked(env, key, encoded)
         layer = env.layer
         use_layer = self._cache_size
+        if (
+            use_layer
+            and env.counter.offset is not None
+            and env.counter.read() == layer.known_txn
+            and env._generation == _env_module._fork_generation
+        ):
+            # Nothing was committed since the layer was last known current.
+            entry = layer.get(self._codec_key, layer.known_txn, encoded)
+            if entry is not None:
+                if not self._readonly and encoded not in env._pending:
+                    env.touch(encoded, time.time())
+                return entry[0] if entry[2] else self._codec.loads(entry[1])
         env._enter()
         try:
             txn = env._begin(False)
@@ -390,9 +424,10 @@ class PersistDict(dict):  # type: ignore[type-arg]
                 if use_layer:
                     if txn_id != layer.known_txn:
                         layer.validate(txn_id, env.generation(txn))
+                        env.counter.observe(txn_id)
                     entry = layer.get(self._codec_key, txn_id, encoded)
                     if entry is not None:
-                        if encoded not in env._pending:
+                        if not self._readonly and encoded not in env._pending:
                             env.touch(encoded, time.time())
                         return entry[0] if entry[2] else self._codec.loads(entry[1])
                 record = txn.get(encoded, db=env.values)
@@ -402,7 +437,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
             env._tokens.pop()
         if record is None:
             return _MISSING
-        if encoded not in env._pending:
+        if not self._readonly and encoded not in env._pending:
             env.touch(encoded, time.time())
         payload = self._open_record(key, encoded, record)
         value = self._codec.loads(payload)
@@ -436,7 +471,8 @@ class PersistDict(dict):  # type: ignore[type-arg]
         row = env.read(fn)
         if row is None:
             return _MISSING
-        env.touch(row[0], now)
+        if not self._readonly:
+            env.touch(row[0], now)
         return self._codec.loads(self._open_record(key, *row))
 
     def __getitem__(self, key: Any) -> Any:
@@ -649,7 +685,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
         items: list[tuple[Any, bytes, Callable[[], bytes | None], bytes, Any]],
     ) -> None:
         """Store (key, encoded, original, payload, value) rows in ONE transaction."""
-        env = self._live()
+        env = self._writable()
         now = time.time()
 
         def fn(txn: Txn) -> tuple[list[bytes], int]:
@@ -674,7 +710,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
     ) -> tuple[Any, bytes, Callable[[], bytes | None], bytes, Any]:
         encoded = self._encode(key)
         payload = self._dumps(key, value)
-        return key, encoded, lambda: self._original(key), payload, value
+        return key, encoded, lambda: self._original(key, encoded), payload, value
 
     def __setitem__(self, key: Any, value: Any) -> None:
         self._write([self._row(key, value)])
@@ -706,7 +742,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
             self._write(rows)
 
     def _delete(self, key: Any, want_value: bool) -> Any:
-        env = self._live()
+        env = self._writable()
         encoded = self._encode(key)
         now = time.time()
 
@@ -742,7 +778,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
 
     def popitem(self) -> tuple[Any, Any]:
         """Remove and return the last inserted (key, value) pair (LIFO)."""
-        env = self._live()
+        env = self._writable()
         now = time.time()
 
         def fn(txn: Txn) -> tuple[bytes, bytes, bytes | None, int]:
@@ -773,7 +809,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
         value = self._read(key)
         if value is not _MISSING:
             return value
-        env = self._live()
+        env = self._writable()
         encoded = self._encode(key)
         payload = self._dumps(key, default)
         now = time.time()
@@ -786,7 +822,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
                 # Another thread or process stored it meanwhile: keep theirs.
                 return found[0], txn.get(found[0], db=env.values), 0
             entry_id = self._put(
-                env, txn, encoded, lambda: self._original(key), payload, now
+                env, txn, encoded, lambda: self._original(key, encoded), payload, now
             )
             return entry_id, None, env.set_generation(txn)
 
@@ -801,7 +837,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
         return default
 
     def clear(self) -> None:
-        env = self._live()
+        env = self._writable()
 
         def fn(txn: Txn) -> int:
             for db in (env.values, env.meta, env.order):
@@ -820,7 +856,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
 
     def __call__(self, *args: Any, **kwargs: Any) -> PersistDict:
         """Fill the store like ``dict(...)``; allowed once per store."""
-        env = self._live()
+        env = self._writable()
         if env.settings_snapshot().get("filled"):
             raise PersistDictError(
                 f"the store at {self._path} was already filled by a call "
@@ -841,7 +877,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
         """
         if not self._expire_seconds:
             return 0
-        env = self._live()
+        env = self._writable()
         env.flush_atimes()
         now = time.time()
         removed = 0
@@ -982,7 +1018,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
         """Delete the entries whose str key starts with ``prefix`` (one transaction)."""
         if self._key_dumps is not None:
             raise TypeError("prefix queries need the default key encoding")
-        env = self._live()
+        env = self._writable()
 
         def fn(txn: Txn) -> tuple[int, int]:
             rows = list(self._prefix_rows(txn, env, prefix))
@@ -1028,13 +1064,14 @@ class PersistDict(dict):  # type: ignore[type-arg]
             if row is None:
                 results.append(default)
             else:
-                env.touch(row[0], now)
+                if not self._readonly:
+                    env.touch(row[0], now)
                 results.append(self._codec.loads(self._codec.open(*row)))
         return results
 
     def _delete_many(self, keys: Iterable[Any]) -> int:
         """Delete ``keys`` (missing ones are skipped) in one transaction."""
-        env = self._live()
+        env = self._writable()
         encoded_keys = [self._encode(key) for key in keys]
 
         def fn(txn: Txn) -> tuple[list[bytes], int]:

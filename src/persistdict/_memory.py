@@ -71,7 +71,10 @@ class MemoryLayer:
         if cache is None:
             return None
         with self._lock:
-            return cache.get(entry_id)
+            try:
+                return cache[entry_id]
+            except KeyError:
+                return None
 
     def validate(self, txn_id: int, generation: int) -> None:
         """Called from a read transaction ``txn_id`` that saw ``generation``."""

@@ -185,7 +185,8 @@ def test_multiprocessing_with_a_pickled_handle(store_path: Path, method: str) ->
     d["seed"] = 0
     ctx = multiprocessing.get_context(method)
     with ctx.Pool(2) as pool:
-        sizes = pool.starmap(_mp_worker, [(d, i) for i in range(4)])
+        # A worker that died would make starmap wait forever: bound the wait.
+        sizes = pool.starmap_async(_mp_worker, [(d, i) for i in range(4)]).get(60)
     assert all(size >= 2 for size in sizes)
     assert sorted(v for k, v in d.items() if k.startswith("mp-")) != []
     assert len(d) >= 3

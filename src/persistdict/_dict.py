@@ -982,37 +982,32 @@ class PersistDict(dict):  # type: ignore[type-arg]
                 if full is not None and full.startswith(start):
                     yield entry_id, raw, full[1:].decode("utf-8", "surrogatepass")
 
-    def _keys_with_prefix(self, prefix: str) -> list[str]:
-        """Visible str keys starting with ``prefix`` (in key order)."""
+    def _visible_prefix_keys(
+        self, prefix: str, collect: Callable[[Iterator[str]], _T]
+    ) -> _T:
+        """``collect`` over the visible str keys starting with ``prefix``."""
         if self._key_dumps is not None:
             raise TypeError("prefix queries need the default key encoding")
         env = self._live()
         now = time.time()
+        expire = self._expire_seconds
 
-        def fn(txn: Txn) -> list[str]:
-            return [
+        def fn(txn: Txn) -> _T:
+            return collect(
                 key
                 for entry_id, raw, key in self._prefix_rows(txn, env, prefix)
-                if not (self._expire_seconds and self._expired(env, entry_id, raw, now))
-            ]
-
-        return env.read(fn)
-
-    def _count_prefix(self, prefix: str) -> int:
-        """How many visible str keys start with ``prefix`` (nothing is decoded)."""
-        if self._key_dumps is not None:
-            raise TypeError("prefix queries need the default key encoding")
-        env = self._live()
-        now = time.time()
-
-        def fn(txn: Txn) -> int:
-            return sum(
-                1
-                for entry_id, raw, _key in self._prefix_rows(txn, env, prefix)
-                if not (self._expire_seconds and self._expired(env, entry_id, raw, now))
+                if not (expire and self._expired(env, entry_id, raw, now))
             )
 
         return env.read(fn)
+
+    def _keys_with_prefix(self, prefix: str) -> list[str]:
+        """Visible str keys starting with ``prefix`` (in key order)."""
+        return self._visible_prefix_keys(prefix, list)
+
+    def _count_prefix(self, prefix: str) -> int:
+        """How many visible str keys start with ``prefix``."""
+        return self._visible_prefix_keys(prefix, lambda keys: sum(1 for _ in keys))
 
     def _delete_prefix(self, prefix: str) -> int:
         """Delete the entries whose str key starts with ``prefix`` (one transaction)."""

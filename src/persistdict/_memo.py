@@ -449,7 +449,7 @@ class _Memo(Generic[R]):
 
     def cache_info(self) -> CacheInfo:
         store = self.store if self.store is not None else self.open()
-        currsize = len(store._keys_with_prefix(self.namespace))
+        currsize = store._count_prefix(self.namespace)
         return CacheInfo(self.hits, self.misses, self.maxsize, currsize)
 
     def cache_clear(self) -> None:

@@ -4,7 +4,8 @@ Every section runs all of its systems in the same process, round after round, wi
 the order of systems rotated each round so that no system always runs first (cold
 caches) or last (a busier machine). Each round of each system yields one sample, the
 time per operation; a section reports the median sample of each system and its ratio
-to a baseline system measured in the same run. Absolute times are printed beside the
+to a baseline system measured in the same run (the median of the ratios of paired
+samples, taken at nearly the same moment). Absolute times are printed beside the
 ratios only to make the tables readable: these machines are shared and noisy, and
 only the ratios are meant to be compared between runs.
 """
@@ -165,6 +166,13 @@ class Section:
         base = self.rows.get(baseline or row.baseline)
         if base is None:
             return None
+        if len(row.samples) == len(base.samples) and base.samples:
+            # Paired: sample i of both systems was taken at nearly the same
+            # moment (same round, or neighbouring single operations), so the
+            # median of the pairwise ratios cancels the machine's drift.
+            return statistics.median(
+                a / b for a, b in zip(row.samples, base.samples, strict=True)
+            )
         return row.median / base.median
 
     def render(self) -> str:
@@ -486,7 +494,7 @@ def header(argv: list[str], tmp_base: Path) -> str:
         "versions: " + ", ".join(f"{d} {_version(d)}" for d in dists),
         f"persistdict from: {_persistdict_origin()}",
         f"shelve backend: {backends[0] if backends else 'none'}",
-        "ratios: medians over rounds, to the named baseline measured in the same run",
+        "ratios: median of paired ratios to the named baseline, in this same run",
         "child interpreters write and use bytecode caches (.pyc), as installed code",
     ]
     return "\n".join(lines)

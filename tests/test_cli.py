@@ -191,13 +191,25 @@ def test_ls_memo_store_by_function(memo_store: Path, cli: Run) -> None:
     code, out, _ = cli("ls", memo_store, "--function", "square")
     assert code == 0
     lines = out.splitlines()
-    assert lines[0].split() == ["FUNCTION", "CALL", "SIZE", "CREATED", "ACCESSED"]
+    assert lines[0].split() == [
+        "FUNCTION",
+        "CALL",
+        "SIZE",
+        "CREATED",
+        "ACCESSED",
+        "ARGUMENTS",
+    ]
     assert len(lines) == 1 + 5
     assert all(line.startswith("__main__:square  2:") for line in lines[1:])
+    # A preview of each call's arguments, as the decorator recorded it.
+    assert sorted(line.split()[-1] for line in lines[1:]) == [
+        f"square(x={i})" for i in range(5)
+    ]
     rows = json.loads(cli("ls", memo_store, "--function", "__main__:fib", "--json")[1])
     assert len(rows) == 21
     assert {row["function"] for row in rows} == {"__main__:fib"}
     assert all(len(row["call"]) == 32 and row["version"] is None for row in rows)
+    assert {row["call_preview"] for row in rows} == {f"fib(n={n})" for n in range(21)}
     code, _, err = cli("ls", memo_store, "--function", "nope")
     assert code == 1
     assert "__main__:fib" in one_error_line(err)
@@ -244,6 +256,7 @@ def test_show_memo_entry_by_call_hash(memo_store: Path, cli: Run) -> None:
         assert shown["function"] == "__main__:fib"
         by_value[shown["value"]] = row
     assert 6765 in by_value  # fib(20)
+    assert "call      fib(n=20)" in cli("show", memo_store, by_value[6765]["call"])[1]
     full = by_value[6765]["key"]
     assert json.loads(cli("show", memo_store, full, "--json")[1])["value"] == 6765
     # What the CALL column shows for a versioned function is accepted too.

@@ -387,3 +387,18 @@ def test_fork_child_uses_the_cache(tmp_path: Path) -> None:
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert double.cache_contains(5)
+
+
+def test_each_entry_keeps_a_preview_of_its_call(tmp_path: Path) -> None:
+    from persistdict._memo import persist_cache as cache
+
+    class Client:
+        @cache(tmp_path / "s", ignore=("self", "api_key"))
+        def ask(self, prompt: str, api_key: str, n: int = 1) -> str:
+            return prompt * n
+
+    assert Client().ask("hi", api_key="secret-token", n=2) == "hihi"
+    key = Client.ask.cache_key(Client(), "hi", api_key="other", n=2)
+    # Ignored arguments are neither in the key nor in the preview.
+    with PersistDict(tmp_path / "s") as store:
+        assert store._note(key) == "ask(prompt='hi', n=2)"

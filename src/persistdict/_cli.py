@@ -290,6 +290,7 @@ class Entry:
     function: str | None = None  # "module:qualname" of a persist_cache entry
     version: str | None = None
     call: str | None = None  # the 32-hex-digit call hash
+    preview: str | None = None  # persist_cache's text of the call, e.g. "fib(n=30)"
 
     def shown_key(self) -> str:
         if self.function is not None and self.call is not None:
@@ -309,6 +310,7 @@ class Entry:
             out["function"] = self.function
             out["version"] = self.version or None
             out["call"] = self.call
+            out["call_preview"] = self.preview
         return out
 
 
@@ -326,6 +328,7 @@ def _entry(entry_id: bytes, raw: bytes, expire_seconds: float, now: float) -> En
             entry.function = f"{module}:{qualname}"
             entry.version = version
             entry.call = call
+            entry.preview = meta.note
     return entry
 
 
@@ -749,8 +752,11 @@ def cmd_ls(args: argparse.Namespace) -> int:
         for e in entries
     ]
     if memo:
-        headers = ["FUNCTION", "CALL", *headers[1:]]
-        rows = [[e.function or "", *row] for e, row in zip(entries, rows, strict=True)]
+        headers = ["FUNCTION", "CALL", *headers[1:], "ARGUMENTS"]
+        rows = [
+            [e.function or "", *row, shorten(e.preview or "", _PREVIEW)]
+            for e, row in zip(entries, rows, strict=True)
+        ]
     print(table(headers, rows, right="2" if memo else "1"))
     if total > len(entries):
         print(f"({len(entries):,} of {total:,} entries shown; --limit to see more)")
@@ -840,6 +846,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         key, by_prefix = _find_key(store, args.key)
         d = store.dict
         meta = d.metadata(key)
+        preview = d._note(key)
         try:
             value = d[key]
         except KeyError:
@@ -880,6 +887,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             out["function"] = f"{memo[1]}:{memo[2]}"
             out["version"] = memo[3] or None
             out["call"] = memo[4]
+            out["call_preview"] = preview
         if ok:
             out["value"] = json_value
         _emit_json(out)
@@ -893,6 +901,8 @@ def cmd_show(args: argparse.Namespace) -> int:
                 f"{memo[1]}:{memo[2]}" + (f" (version {memo[3]})" if memo[3] else ""),
             )
         )
+        if preview:
+            rows.append(("call", preview))
     rows += [
         (
             "type",

@@ -17,7 +17,7 @@ from collections.abc import (
     ValuesView,
 )
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NamedTuple, NoReturn, TypeVar
 
 from . import _env as _env_module
 from ._codec import (
@@ -54,6 +54,16 @@ _BATCH = 256  # entries read per transaction when iterating
 _SWEEP_LIMIT = 1000  # entries examined by the sweep at open
 _u64 = __import__("struct").Struct(">Q")
 _T_CUSTOM = b"\x10"
+
+
+class _Row(NamedTuple):
+    """One write, prepared outside the transaction."""
+
+    encoded: bytes
+    original: Callable[[], bytes | None]
+    payload: bytes
+    value: Any
+    note: str | None
 
 
 class _NotFound(Exception):  # noqa: N818 - a signal, not an error
@@ -354,6 +364,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
         original: Callable[[], bytes | None],
         payload: bytes,
         now: float,
+        note: str | None = None,
     ) -> bytes:
         """Store one value in ``txn``; return its id."""
         found = self._find(env, txn, encoded)
@@ -370,14 +381,20 @@ class PersistDict(dict):  # type: ignore[type-arg]
             record = self._codec.seal(entry_id, payload)
             # As in a dict, the first key object stored is kept, and its place.
             meta = pack_meta(
-                old.seq, old.ctime, now, len(record), old.full, old.original
+                old.seq,
+                old.ctime,
+                now,
+                len(record),
+                old.full,
+                old.original,
+                old.note if note is None else note,
             )
         else:
             entry_id = self._new_id(env, txn, encoded)
             seq = self._next_seq(env, txn)
             full = encoded if entry_id != encoded else None
             record = self._codec.seal(entry_id, payload)
-            meta = pack_meta(seq, now, now, len(record), full, original())
+            meta = pack_meta(seq, now, now, len(record), full, original(), note)
             txn.put(_u64.pack(seq), entry_id, db=env.order)
         txn.put(entry_id, record, db=env.values)
         txn.put(entry_id, meta, db=env.meta)
@@ -680,37 +697,46 @@ class PersistDict(dict):  # type: ignore[type-arg]
 
     # -- writing -----------------------------------------------------------------
 
-    def _write(
-        self,
-        items: list[tuple[Any, bytes, Callable[[], bytes | None], bytes, Any]],
-    ) -> None:
-        """Store (key, encoded, original, payload, value) rows in ONE transaction."""
+    def _write(self, rows: list[_Row]) -> None:
+        """Store ``rows`` in ONE transaction."""
         env = self._writable()
         now = time.time()
 
         def fn(txn: Txn) -> tuple[list[bytes], int]:
             ids = [
-                self._put(env, txn, encoded, original, payload, now)
-                for _key, encoded, original, payload, _value in items
+                self._put(
+                    env, txn, row.encoded, row.original, row.payload, now, row.note
+                )
+                for row in rows
             ]
             return ids, env.set_generation(txn)
 
         (ids, previous), txn_id = env.write(fn)
-        changes: dict[bytes, tuple[object, LayerEntry] | None] = {}
-        for entry_id, (_key, _encoded, _original, payload, value) in zip(
-            ids, items, strict=True
-        ):
-            changes[entry_id] = (self._codec_key, self._layer_entry(value, payload))
+        changes: dict[bytes, tuple[object, LayerEntry] | None] = {
+            entry_id: (self._codec_key, self._layer_entry(row.value, row.payload))
+            for entry_id, row in zip(ids, rows, strict=True)
+        }
         env.layer.wrote(previous, txn_id, changes)
         if self._verbose:
-            logger.debug("stored %d entries in %s", len(items), self._path)
+            logger.debug("stored %d entries in %s", len(rows), self._path)
 
-    def _row(
-        self, key: Any, value: Any
-    ) -> tuple[Any, bytes, Callable[[], bytes | None], bytes, Any]:
+    def _row(self, key: Any, value: Any, note: str | None = None) -> _Row:
+        """Everything about one write that can be done before the transaction."""
         encoded = self._encode(key)
         payload = self._dumps(key, value)
-        return key, encoded, lambda: self._original(key, encoded), payload, value
+        return _Row(encoded, lambda: self._original(key, encoded), payload, value, note)
+
+    def _note(self, key: Any) -> str | None:
+        """The note kept with ``key``'s entry by ``_set_with_note``, if any."""
+        env = self._live()
+        encoded = self._encode(key)
+        found = env.read(lambda txn: self._find(env, txn, encoded))
+        return None if found is None else unpack_meta(found[1]).note
+
+    def _set_with_note(self, key: Any, value: Any, note: str) -> None:
+        """``self[key] = value``, with a short text kept in the entry's metadata
+        (persist_cache's preview of the call, shown by the command line)."""
+        self._write([self._row(key, value, note)])
 
     def __setitem__(self, key: Any, value: Any) -> None:
         self._write([self._row(key, value)])

@@ -32,6 +32,7 @@ import inspect
 import logging
 import os
 import pickle
+import reprlib
 import sys
 import threading
 import time
@@ -70,6 +71,11 @@ _S = TypeVar("_S")
 logger = logging.getLogger("persistdict")
 
 _MISSING: Final = object()
+#: Shortens argument values in the call preview kept beside each entry.
+_PREVIEW: Final = reprlib.Repr()
+_PREVIEW.maxstring = 40
+_PREVIEW.maxother = 40
+_PREVIEW.maxlist = _PREVIEW.maxtuple = _PREVIEW.maxdict = _PREVIEW.maxset = 4
 #: Name of the lock file, in the store directory, that orders processes.
 LOCK_FILE_NAME: Final = "memo.lock"
 _POLL_FIRST: Final = 0.001
@@ -319,10 +325,28 @@ class _Memo(Generic[R]):
         except SignatureError:  # logged by the store; recompute and overwrite
             return _MISSING
 
-    def save(self, key: str, value: Any) -> None:
+    def preview(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        """A short text of the call (ignored arguments left out), for ``ls``."""
+        try:
+            bound = inspect.signature(self.func).bind(*args, **kwargs)
+        except (TypeError, ValueError):  # no signature, or a call that will fail
+            parts = [_PREVIEW.repr(a) for a in args]
+            parts += [f"{k}={_PREVIEW.repr(v)}" for k, v in kwargs.items()]
+        else:
+            parts = [
+                f"{name}={_PREVIEW.repr(value)}"
+                for name, value in bound.arguments.items()
+                if name not in self.ignore
+            ]
+        name = getattr(self.func, "__name__", self.qualname)
+        return f"{name}({', '.join(parts)})"
+
+    def save(
+        self, key: str, value: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
         store = self.store if self.store is not None else self.open()
         try:
-            store[key] = value
+            store._set_with_note(key, value, self.preview(args, kwargs))
         except (TypeError, pickle.PicklingError) as exc:  # returned, not stored
             logger.warning(
                 "%s: result not cached, it cannot be serialized: %s",
@@ -373,7 +397,7 @@ class _Memo(Generic[R]):
                     return value
                 self.misses += 1
                 value = self.func(*args, **kwargs)
-                self.save(key, value)
+                self.save(key, value, args, kwargs)
                 return value
             finally:
                 if locked:
@@ -439,7 +463,7 @@ class _Memo(Generic[R]):
                 return value
             self.misses += 1
             value = await self.func(*args, **kwargs)  # type: ignore[misc]
-            self.save(key, value)
+            self.save(key, value, args, kwargs)
             return value
         finally:
             if locked:

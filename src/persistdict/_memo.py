@@ -53,6 +53,7 @@ from typing import (
     overload,
 )
 
+from ._dict import _MISSING as _STORE_MISSING
 from ._exceptions import SignatureError
 from ._keys import CallKey, function_namespace
 from ._paths import default_cache_dir
@@ -70,7 +71,8 @@ _S = TypeVar("_S")
 
 logger = logging.getLogger("persistdict")
 
-_MISSING: Final = object()
+#: What PersistDict's reads return for a missing key (None is a valid result).
+_MISSING: Final = _STORE_MISSING
 #: Shortens argument values in the call preview kept beside each entry.
 _PREVIEW: Final = reprlib.Repr()
 _PREVIEW.maxstring = 40
@@ -321,7 +323,7 @@ class _Memo(Generic[R]):
     def lookup(self, key: str) -> Any:
         store = self.store if self.store is not None else self.open()
         try:
-            return store.get(key, _MISSING)
+            return store._read(key)
         except SignatureError:  # logged by the store; recompute and overwrite
             return _MISSING
 
@@ -496,7 +498,7 @@ class _Memo(Generic[R]):
 
     def cache_invalidate(self, *args: Any, **kwargs: Any) -> bool:
         store = self.store if self.store is not None else self.open()
-        return store.pop(self.make_key(args, kwargs), _MISSING) is not _MISSING
+        return store._delete_many([self.make_key(args, kwargs)]) == 1
 
     def cache_contains(self, *args: Any, **kwargs: Any) -> bool:
         store = self.store if self.store is not None else self.open()
@@ -585,7 +587,14 @@ def _decorate(func: Callable[P, R], options: dict[str, Any]) -> CachedFunction[P
 
         def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
             key = make_key(args, kwargs)
-            value = lookup(key)
+            store = memo.store
+            if store is None:
+                value = lookup(key)
+            else:  # lookup() written out: this is the hot path of a hit
+                try:
+                    value = store._read(key)
+                except SignatureError:  # logged by the store; recompute
+                    value = _MISSING
             if value is not _MISSING:
                 memo.hits += 1
                 return value

@@ -7,6 +7,7 @@ from ._exceptions import (
     SignatureError,
     StoreClosedError,
     StoreCorruptedError,
+    StoreWriteError,
     UnsafeStoreError,
 )
 from ._memo import CachedFunction, CacheInfo, CacheParameters, persist_cache
@@ -25,6 +26,7 @@ __all__ = [
     "SignatureError",
     "StoreClosedError",
     "StoreCorruptedError",
+    "StoreWriteError",
     "UnsafeStoreError",
     "__version__",
     "persist_cache",

@@ -40,6 +40,7 @@ from lmdb_dict.util import DummyLockPool
 from ._exceptions import (
     ReadOnlyError,
     StoreCorruptedError,
+    StoreWriteError,
     UnsafeStoreError,
 )
 from ._memory import MemoryLayer
@@ -472,6 +473,10 @@ class Env:
             self._unpause()
 
     def _grow(self) -> None:
+        # A reader killed mid-read pins its snapshot, so freed pages cannot be
+        # reused and the map fills up: clear such slots before growing.
+        if self._lock and self.env.reader_check():
+            return
         current = self.env.info()["map_size"]
         new = current * 2
         logger.debug(
@@ -536,6 +541,13 @@ class Env:
                     return result, txn_id
                 except lmdb.MapFullError:
                     txn.abort()
+                except lmdb.Error as exc:
+                    txn.abort()
+                    raise StoreWriteError(
+                        f"could not write to the store at {self.path}: {exc} (the "
+                        "disk may be full, or a file size limit reached); nothing "
+                        "of this write was stored"
+                    ) from exc
                 except BaseException:
                     txn.abort()
                     raise

@@ -7,6 +7,7 @@ The tree::
         ├── StoreClosedError        (also ValueError) the store was closed
         ├── ReadOnlyError           a write on a store opened with readonly=True
         ├── StoreCorruptedError     the files at the path are not a readable store
+        ├── StoreWriteError         (also OSError) a write failed: disk full, ...
         ├── SignatureError          a record failed its checksum or signature
         └── UnsafeStoreError        (also PermissionError) others could write the store
 
@@ -23,6 +24,7 @@ __all__ = [
     "SignatureError",
     "StoreClosedError",
     "StoreCorruptedError",
+    "StoreWriteError",
     "UnsafeStoreError",
 ]
 
@@ -41,6 +43,11 @@ class ReadOnlyError(PersistDictError):
 
 class StoreCorruptedError(PersistDictError):
     """The files at the store's path are not a store that can be read safely."""
+
+
+class StoreWriteError(PersistDictError, OSError):
+    """LMDB could not commit a write (a full disk, a file size limit, an I/O
+    error). Nothing of that write was stored; what was stored before is intact."""
 
 
 class SignatureError(PersistDictError):

@@ -215,12 +215,6 @@ def _judge_full_disk(
     assert reopened_intact
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core: a failed commit (full disk, RLIMIT_FSIZE) escapes as a bare "
-    "lmdb.Error 'mdb_txn_commit: Input/output error' that names neither the store "
-    "nor the cause; Env.write should wrap it in a PersistDictError",
-)
 def test_full_disk_error_is_a_persistdict_error_naming_the_store(
     tmp_path: Path, stress: Any
 ) -> None:

@@ -8,8 +8,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from persistdict import PersistDict
 
 MIB = 1 << 20
@@ -88,12 +86,6 @@ def test_reader_slots_of_killed_processes_are_reclaimed(
     assert fresh == ["opened", 2]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core: a process that keeps a store open never runs reader_check unless "
-    "the reader table is full, so a reader killed mid-transaction pins its snapshot "
-    "and the file grows with every overwrite until the writer reopens",
-)
 def test_a_killed_readers_snapshot_does_not_grow_a_long_lived_writers_file(
     tmp_path: Path, stress: Any, workers: list[Any]
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import platform
 import signal
 import sys
 import threading
@@ -342,3 +343,53 @@ def test_child_inherits_no_pending_work(store_path: Path) -> None:
     assert d["a"] == 1
     d["b"] = 2
     d.close()
+
+
+def test_memory_layer_survives_access_time_flushes_of_others(
+    store_path: Path, run_py: Any
+) -> None:
+    d = PersistDict(store_path)
+    d["k"] = [1, 2]
+    assert d["k"] == [1, 2]  # now held by the layer
+    env = d._live()
+    assert env.counter.offset is not None  # reads need no transaction
+    layer_sizes = lambda: sum(len(c) for c in env.layer._caches.values())  # noqa: E731
+    assert layer_sizes() == 1
+    # Another process only reads: its access time reaches the store at exit.
+    run_py(
+        "import sys\nfrom persistdict import PersistDict\n"
+        "print(PersistDict(sys.argv[1])['k'])",
+        str(store_path),
+    )
+    assert d["k"] == [1, 2]
+    assert layer_sizes() == 1  # an access-time flush is not a change of data
+    run_py(
+        "import sys\nfrom persistdict import PersistDict\n"
+        "PersistDict(sys.argv[1])['k'] = 'changed'",
+        str(store_path),
+    )
+    assert d["k"] == "changed"  # a change of data is seen at once
+    d.close()
+
+
+@pytest.mark.skipif(
+    platform.machine() not in ("x86_64", "aarch64"),
+    reason="elsewhere the lock file's counter is learnt from two commits",
+)
+def test_a_process_that_only_reads_serves_warm_reads_without_transactions(
+    store_path: Path, run_py: Any
+) -> None:
+    with PersistDict(store_path) as d:
+        d["k"] = "v"
+    out = run_py(
+        """
+import sys
+from persistdict import PersistDict
+d = PersistDict(sys.argv[1])
+for _ in range(3):
+    d["k"]
+print(d._live().counter.offset is not None)
+""",
+        str(store_path),
+    ).stdout
+    assert out.strip() == "True"

@@ -440,7 +440,10 @@ class PersistDict(dict):  # type: ignore[type-arg]
                 txn_id = txn.id()
                 if use_layer:
                     if txn_id != layer.known_txn:
-                        layer.validate(txn_id, env.generation(txn))
+                        layer.validate(
+                            txn_id,
+                            txn_id == layer.known_txn + 1 and env.only_atimes(txn),
+                        )
                         env.counter.observe(txn_id)
                     entry = layer.get(self._codec_key, txn_id, encoded)
                     if entry is not None:
@@ -702,21 +705,20 @@ class PersistDict(dict):  # type: ignore[type-arg]
         env = self._writable()
         now = time.time()
 
-        def fn(txn: Txn) -> tuple[list[bytes], int]:
-            ids = [
+        def fn(txn: Txn) -> list[bytes]:
+            return [
                 self._put(
                     env, txn, row.encoded, row.original, row.payload, now, row.note
                 )
                 for row in rows
             ]
-            return ids, env.set_generation(txn)
 
-        (ids, previous), txn_id = env.write(fn)
+        ids, txn_id = env.write(fn)
         changes: dict[bytes, tuple[object, LayerEntry] | None] = {
             entry_id: (self._codec_key, self._layer_entry(row.value, row.payload))
             for entry_id, row in zip(ids, rows, strict=True)
         }
-        env.layer.wrote(previous, txn_id, changes)
+        env.layer.wrote(txn_id, changes)
         if self._verbose:
             logger.debug("stored %d entries in %s", len(rows), self._path)
 
@@ -772,7 +774,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
         encoded = self._encode(key)
         now = time.time()
 
-        def fn(txn: Txn) -> tuple[bytes, bytes | None, int]:
+        def fn(txn: Txn) -> tuple[bytes, bytes | None]:
             found = self._find(env, txn, encoded)
             if found is None or (
                 self._expire_seconds and self._expired(env, *found, now)
@@ -780,10 +782,10 @@ class PersistDict(dict):  # type: ignore[type-arg]
                 raise _NotFound
             record = txn.get(found[0], db=env.values) if want_value else None
             self._remove(env, txn, *found)
-            return found[0], record, env.set_generation(txn)
+            return found[0], record
 
-        (entry_id, record, previous), txn_id = env.write(fn)
-        env.layer.wrote(previous, txn_id, {entry_id: None})
+        (entry_id, record), txn_id = env.write(fn)
+        env.layer.wrote(txn_id, {entry_id: None})
         if record is None:
             return None
         return self._codec.loads(self._codec.open(entry_id, record))
@@ -807,7 +809,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
         env = self._writable()
         now = time.time()
 
-        def fn(txn: Txn) -> tuple[bytes, bytes, bytes | None, int]:
+        def fn(txn: Txn) -> tuple[bytes, bytes, bytes | None]:
             cursor = txn.cursor(db=env.order)
             ok = cursor.last()
             while ok:
@@ -818,15 +820,15 @@ class PersistDict(dict):  # type: ignore[type-arg]
                 ):
                     record = txn.get(entry_id, db=env.values)
                     self._remove(env, txn, entry_id, raw)
-                    return entry_id, raw, record, env.set_generation(txn)
+                    return entry_id, raw, record
                 ok = cursor.prev()
             raise _NotFound
 
         try:
-            (entry_id, raw, record, previous), txn_id = env.write(fn)
+            (entry_id, raw, record), txn_id = env.write(fn)
         except _NotFound:
             raise KeyError("popitem(): dictionary is empty") from None
-        env.layer.wrote(previous, txn_id, {entry_id: None})
+        env.layer.wrote(txn_id, {entry_id: None})
         meta = unpack_meta(raw)
         key = self._decode(meta.full or entry_id, meta.original)
         return key, self._codec.loads(self._codec.open(entry_id, record or b""))
@@ -840,23 +842,22 @@ class PersistDict(dict):  # type: ignore[type-arg]
         payload = self._dumps(key, default)
         now = time.time()
 
-        def fn(txn: Txn) -> tuple[bytes, bytes | None, int]:
+        def fn(txn: Txn) -> tuple[bytes, bytes | None]:
             found = self._find(env, txn, encoded)
             if found is not None and not (
                 self._expire_seconds and self._expired(env, *found, now)
             ):
                 # Another thread or process stored it meanwhile: keep theirs.
-                return found[0], txn.get(found[0], db=env.values), 0
+                return found[0], txn.get(found[0], db=env.values)
             entry_id = self._put(
                 env, txn, encoded, lambda: self._original(key, encoded), payload, now
             )
-            return entry_id, None, env.set_generation(txn)
+            return entry_id, None
 
-        (entry_id, record, previous), txn_id = env.write(fn)
+        (entry_id, record), txn_id = env.write(fn)
         if record is not None:
             return self._codec.loads(self._codec.open(entry_id, record))
         env.layer.wrote(
-            previous,
             txn_id,
             {entry_id: (self._codec_key, self._layer_entry(default, payload))},
         )
@@ -865,13 +866,12 @@ class PersistDict(dict):  # type: ignore[type-arg]
     def clear(self) -> None:
         env = self._writable()
 
-        def fn(txn: Txn) -> int:
+        def fn(txn: Txn) -> None:
             for db in (env.values, env.meta, env.order):
                 txn.drop(db, delete=False)
-            return env.set_generation(txn)
 
-        previous, txn_id = env.write(fn)
-        env.layer.wrote(previous, txn_id, None)
+        _, txn_id = env.write(fn)
+        env.layer.wrote(txn_id, None)
 
     @classmethod
     def fromkeys(cls, iterable: Iterable[Any], value: Any = None) -> NoReturn:
@@ -925,13 +925,11 @@ class PersistDict(dict):  # type: ignore[type-arg]
                         ok = cursor.set_range(entry_id)
                         continue
                     ok = cursor.next()
-                if count:
-                    env.set_generation(txn)
                 return count, cursor.key() if ok else None
 
             (count, next_position), txn_id = env.write(fn)
             if count:
-                env.layer.wrote(-1, txn_id, None)
+                env.layer.wrote(txn_id, None)
             removed += count
             if next_position is None:
                 break
@@ -967,8 +965,6 @@ class PersistDict(dict):  # type: ignore[type-arg]
             next_pos = cursor.key() if ok else b""
             if next_pos != raw_pos:
                 txn.put(b"sweep-position", next_pos or b"\x00", db=env.internal)
-            if count:
-                env.set_generation(txn)
             return count, next_pos
 
         def nothing_to_do(txn: Txn) -> bool:
@@ -984,7 +980,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
             return
         (count, _pos), txn_id = env.write(fn)
         if count:
-            env.layer.wrote(-1, txn_id, None)
+            env.layer.wrote(txn_id, None)
             logger.debug("swept %d expired entries from %s at open", count, self._path)
 
     # -- helpers for persist_cache and the integrations --------------------------
@@ -1041,15 +1037,15 @@ class PersistDict(dict):  # type: ignore[type-arg]
             raise TypeError("prefix queries need the default key encoding")
         env = self._writable()
 
-        def fn(txn: Txn) -> tuple[int, int]:
+        def fn(txn: Txn) -> int:
             rows = list(self._prefix_rows(txn, env, prefix))
             for entry_id, raw, _key in rows:
                 self._remove(env, txn, entry_id, raw)
-            return len(rows), env.set_generation(txn) if rows else -1
+            return len(rows)
 
-        (count, previous), txn_id = env.write(fn)
+        count, txn_id = env.write(fn)
         if count:
-            env.layer.wrote(previous, txn_id, None)
+            env.layer.wrote(txn_id, None)
         return count
 
     def _expire_prefix(self, prefix: str) -> int:
@@ -1095,18 +1091,18 @@ class PersistDict(dict):  # type: ignore[type-arg]
         env = self._writable()
         encoded_keys = [self._encode(key) for key in keys]
 
-        def fn(txn: Txn) -> tuple[list[bytes], int]:
+        def fn(txn: Txn) -> list[bytes]:
             removed = []
             for encoded in encoded_keys:
                 found = self._find(env, txn, encoded)
                 if found is not None:
                     self._remove(env, txn, *found)
                     removed.append(found[0])
-            return removed, env.set_generation(txn) if removed else -1
+            return removed
 
-        (removed, previous), txn_id = env.write(fn)
+        removed, txn_id = env.write(fn)
         if removed:
-            env.layer.wrote(previous, txn_id, dict.fromkeys(removed))
+            env.layer.wrote(txn_id, dict.fromkeys(removed))
         return len(removed)
 
     # -- lifecycle ---------------------------------------------------------------

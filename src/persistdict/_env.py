@@ -23,13 +23,15 @@ import atexit
 import logging
 import mmap
 import os
+import platform
 import stat
 import struct
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
 
 import lmdb
 from lmdb_dict import SafeLmdbDict
@@ -70,9 +72,9 @@ MAX_READERS = 1024
 # Named databases, all opened once with the environment (opening one while another
 # thread holds a write transaction deadlocks the process: LMDB-NOTES.md).
 DB_NAMES = (b"values", b"meta", b"order", b"internal", b"settings")
-# Key in the internal database: the id of the last transaction that changed data
-# (not only access times). Memory layers compare it to know whether to drop.
-GEN_KEY = b"data-generation"
+# Key in the internal database: the id of the last transaction that only wrote
+# access times. Memory layers need not drop anything for such a commit.
+ATIME_TXN_KEY = b"atime-transaction"
 _u64 = struct.Struct(">Q")
 ATIME_FLUSH_SECONDS = 1.0
 
@@ -95,6 +97,11 @@ class CommitCounter:
     """
 
     _CANDIDATES = (48, 56, 40, 32, 64)
+    # The offset and lock-file format of common builds: the offset is trusted
+    # from the first matching transaction when the format is one of these.
+    _KNOWN: Final = MappingProxyType(
+        {("x86_64", 0x10001): 48, ("aarch64", 0x10001): 56}
+    )
     _TOLERANCE = 16  # commits that may land between a transaction and our look
     _MAGIC = 0xBEEFC0DE
     _u32 = struct.Struct("=I").unpack_from
@@ -105,6 +112,7 @@ class CommitCounter:
         self._candidates = set(self._CANDIDATES)
         self._seen: set[int] = set()
         self._usable = False
+        self._known: int | None = None
         self._map: mmap.mmap | None = None
         self._fd = -1
         if lock_file is None:
@@ -120,6 +128,9 @@ class CommitCounter:
         self._usable = (
             len(self._map) >= 128 and self._u32(self._map, 0)[0] == self._MAGIC
         )
+        if self._usable:
+            lock_format = self._u32(self._map, 4)[0]
+            self._known = self._KNOWN.get((platform.machine(), lock_format))
 
     def read(self) -> int:
         """The last committed transaction id; only while ``offset`` is set."""
@@ -144,6 +155,10 @@ class CommitCounter:
         self._seen.add(txn_id)
         if not self._candidates:
             self._usable = False
+        elif self._known in self._candidates and (
+            self._u64(mapped, self._known)[0] == txn_id
+        ):
+            self.offset = self._known
         elif len(self._candidates) == 1 and len(self._seen) >= 2:
             self.offset = next(iter(self._candidates))
 
@@ -555,15 +570,14 @@ class Env:
                 self._tokens.pop()
             self._grow()
 
-    def set_generation(self, txn: Txn) -> int:
-        """Mark ``txn`` as changing data; return the generation it replaces."""
-        old = txn.get(GEN_KEY, db=self.internal)
-        txn.put(GEN_KEY, _u64.pack(txn.id()), db=self.internal)
-        return _u64.unpack(old)[0] if old else 0
+    def only_atimes(self, txn: Txn) -> bool:
+        """Whether the commit that ``txn`` sees last wrote access times only.
 
-    def generation(self, txn: Txn) -> int:
-        raw = txn.get(GEN_KEY, db=self.internal)
-        return _u64.unpack(raw)[0] if raw else 0
+        Access-time flushes mark their transaction in the internal database, so
+        a memory layer that was current one commit earlier stays current.
+        """
+        raw = txn.get(ATIME_TXN_KEY, db=self.internal)
+        return raw is not None and _u64.unpack(raw)[0] == txn.id()
 
     # -- settings ------------------------------------------------------------------
 
@@ -627,6 +641,7 @@ class Env:
                 raw = txn.get(entry_id, db=meta)
                 if raw is not None and atime > meta_atime(raw):
                     txn.put(entry_id, with_atime(raw, atime), db=meta)
+            txn.put(ATIME_TXN_KEY, _u64.pack(txn.id()), db=self.internal)
 
         try:
             self.write(put)

@@ -1,13 +1,16 @@
 """The in-memory layer: recently used values of one store, shared in a process.
 
 Every handle of a store in a process shares one layer (``cache_size`` entries, the
-largest any handle asked for). It is never stale: each read already runs in an
-LMDB read transaction, whose id moves with every commit by any process; when it
-moved, the layer compares the store's *data generation* (the id of the last
-transaction that changed data rather than access times) and drops everything
-when another process changed data. A value read at an older generation is never
-put in the layer, and a write by this process updates the layer after it
-commits.
+largest any handle asked for). It is never stale. The layer remembers the id of
+the last transaction at which it was known to match the store (``known_txn``):
+
+* a read whose transaction sees that same id may use the layer (so may a read
+  that finds that id in LMDB's lock file, without a transaction at all);
+* a read that sees a later id drops the layer, unless the only commit since was
+  an access-time flush, and the layer is then known current at the later id;
+* a value read at any other id is never put in the layer;
+* a write by this process that directly follows ``known_txn`` updates the entries
+  it changed (if the layer holds them); any other write drops the layer.
 
 Values of immutable types are shared as they are; other values are kept as
 their serialized bytes and deserialized on each hit, so a caller that mutates
@@ -28,14 +31,13 @@ LayerEntry = tuple[Any, bytes, bool]
 
 
 class MemoryLayer:
-    __slots__ = ("_caches", "_lock", "known_gen", "known_txn", "maxsize")
+    __slots__ = ("_caches", "_lock", "known_txn", "maxsize")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.maxsize = 0
         self._caches: dict[object, LRUCache[bytes, LayerEntry]] = {}
         self.known_txn = -1
-        self.known_gen = -1
 
     def reset(self) -> None:
         """Forget everything (after a fork: the child starts empty)."""
@@ -43,7 +45,6 @@ class MemoryLayer:
         for cache in self._caches.values():
             cache.clear()
         self.known_txn = -1
-        self.known_gen = -1
 
     def request(self, size: int) -> None:
         """Make room for ``size`` entries per codec (the largest request wins)."""
@@ -71,20 +72,21 @@ class MemoryLayer:
         if cache is None:
             return None
         with self._lock:
-            try:
-                return cache[entry_id]
-            except KeyError:
-                return None
+            # ``in`` first: a cachetools miss by [] raises through __missing__.
+            return cache[entry_id] if entry_id in cache else None  # noqa: SIM401 - .get is one more call
 
-    def validate(self, txn_id: int, generation: int) -> None:
-        """Called from a read transaction ``txn_id`` that saw ``generation``."""
+    def validate(self, txn_id: int, only_atimes: bool) -> None:
+        """A read transaction ``txn_id`` saw a commit the layer does not know.
+
+        ``only_atimes``: that commit directly follows ``known_txn`` and wrote
+        access times only.
+        """
         with self._lock:
-            if txn_id < self.known_txn:
+            if txn_id <= self.known_txn:
                 return  # an older snapshot than one already checked
-            if generation != self.known_gen:
+            if not (only_atimes and txn_id == self.known_txn + 1):
                 for cache in self._caches.values():
                     cache.clear()
-                self.known_gen = generation
             self.known_txn = txn_id
 
     def put(
@@ -99,31 +101,31 @@ class MemoryLayer:
 
     def wrote(
         self,
-        previous_gen: int,
         txn_id: int,
         changes: dict[bytes, tuple[object, LayerEntry] | None] | None,
     ) -> None:
-        """This process committed ``txn_id``, which replaced ``previous_gen``.
+        """This process committed ``txn_id``.
 
         ``changes`` maps ids to their new entry (or None for a removal); None
-        means the transaction changed too much to list: drop everything.
+        means the transaction changed too much to list: drop everything. New
+        entries are not added (a read adds them), only held ones are replaced.
         """
         with self._lock:
-            if self.known_gen > txn_id:
-                return  # a reader already saw a later generation
-            if previous_gen == self.known_gen and changes is not None:
+            if self.known_txn >= txn_id:
+                return  # a reader already saw this commit, or a later one
+            if self.known_txn == txn_id - 1 and changes is not None:
                 for entry_id, change in changes.items():
-                    for cache in self._caches.values():
-                        cache.pop(entry_id, None)
-                    if change is not None and self.maxsize:
-                        codec_key, entry = change
-                        self._cache(codec_key)[entry_id] = entry
-            elif self.known_gen != txn_id:
+                    for key, cache in self._caches.items():
+                        if entry_id not in cache:
+                            continue
+                        if change is not None and change[0] == key:
+                            cache[entry_id] = change[1]
+                        else:
+                            del cache[entry_id]
+            else:
                 for cache in self._caches.values():
                     cache.clear()
-            self.known_gen = txn_id
-            if self.known_txn == txn_id - 1:
-                self.known_txn = txn_id
+            self.known_txn = txn_id
 
     def clear(self) -> None:
         with self._lock:

@@ -393,3 +393,30 @@ print(d._live().counter.offset is not None)
         str(store_path),
     ).stdout
     assert out.strip() == "True"
+
+
+def test_values_of_main_classes_load_in_another_program(
+    store_path: Path, run_py: Any
+) -> None:
+    run_py(
+        """
+import sys
+from dataclasses import dataclass
+from persistdict import PersistDict
+
+@dataclass
+class Point:
+    x: int
+    def norm(self):
+        return abs(self.x)
+
+with PersistDict(sys.argv[1]) as d:
+    d["p"] = Point(-3)
+    d["f"] = lambda v: v * 2
+""",
+        str(store_path),
+    )
+    # This process has no Point class in its __main__: the value carries it.
+    with PersistDict(store_path) as d:
+        assert d["p"].norm() == 3
+        assert d["f"](21) == 42

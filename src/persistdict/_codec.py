@@ -29,7 +29,6 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import cloudpickle
 import xxhash
 
 from ._exceptions import SignatureError
@@ -101,7 +100,7 @@ def _encode_part(key: Any) -> bytes:
     try:
         return _T_OTHER + pickle.dumps(key, protocol=5)
     except (pickle.PicklingError, TypeError, AttributeError):
-        return _T_OTHER + bytes(cloudpickle.dumps(key, protocol=5))
+        return _T_OTHER + _cloudpickle_dumps(key)
 
 
 def _framed(part: Any) -> bytes:
@@ -124,7 +123,7 @@ def encode_key(key: Any) -> tuple[bytes, bytes | None]:
     try:
         original = pickle.dumps(key, protocol=5)
     except (pickle.PicklingError, TypeError, AttributeError):
-        original = bytes(cloudpickle.dumps(key, protocol=5))
+        original = _cloudpickle_dumps(key)
     return encoded, original
 
 
@@ -174,33 +173,26 @@ def is_immutable(value: Any) -> bool:
     return False
 
 
-_PLAIN_TYPES = frozenset({str, bytes, int, float, bool, type(None)})
-_PLAIN_CONTAINERS = frozenset({list, tuple, dict, set, frozenset})
-
-
-def _is_plain(value: Any, depth: int = 0) -> bool:
-    cls = type(value)
-    if cls in _PLAIN_TYPES:
-        return True
-    if cls not in _PLAIN_CONTAINERS or depth > 3 or len(value) > 64:
-        return False
-    if cls is dict:
-        return all(
-            _is_plain(k, depth + 1) and _is_plain(v, depth + 1)
-            for k, v in value.items()
-        )
-    return all(_is_plain(item, depth + 1) for item in value)
-
-
 def default_dumps(value: Any) -> bytes:
-    """Pickle a value: plain pickle for plain data, cloudpickle for the rest.
+    """Pickle a value: plain pickle when it will load anywhere, else cloudpickle.
 
-    Both write standard pickle streams; cloudpickle is needed for lambdas, local
-    functions and classes defined in ``__main__``, but costs a few microseconds
-    more, so plain data (the common case) does not pay for it.
+    Plain pickle writes functions and classes by reference, which fails for
+    lambdas and local objects and, for those of ``__main__``, would not load in
+    another process; cloudpickle writes those by value but costs a few
+    microseconds more, so plain data (the common case) does not pay for it.
     """
-    if _is_plain(value):
-        return pickle.dumps(value, protocol=5)
+    try:
+        data = pickle.dumps(value, protocol=5)
+    except (pickle.PicklingError, TypeError, AttributeError):
+        return _cloudpickle_dumps(value)
+    if b"__main__" in data:  # a reference into __main__ (rarely: that text)
+        return _cloudpickle_dumps(value)
+    return data
+
+
+def _cloudpickle_dumps(value: Any) -> bytes:
+    import cloudpickle  # only what plain pickle cannot write needs it
+
     return bytes(cloudpickle.dumps(value, protocol=5))
 
 

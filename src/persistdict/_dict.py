@@ -54,6 +54,9 @@ _BATCH = 256  # entries read per transaction when iterating
 _SWEEP_LIMIT = 1000  # entries examined by the sweep at open
 _u64 = __import__("struct").Struct(">Q")
 _T_CUSTOM = b"\x10"
+# First bytes of ids that are exactly their key's encoding (str, bytes): the key
+# is rebuilt from the id alone.
+_FROM_ID = frozenset({1, 2})
 
 
 class _Row(NamedTuple):
@@ -572,6 +575,8 @@ class PersistDict(dict):  # type: ignore[type-arg]
         position: bytes | None = None
         now = time.time()
         expire = self._expire_seconds
+        # Without expiration, a str or bytes key is its own id: no metadata read.
+        from_id = _FROM_ID if not expire and self._key_loads is None else frozenset()
 
         def batch(
             txn: Txn,
@@ -588,10 +593,12 @@ class PersistDict(dict):  # type: ignore[type-arg]
                     ok = cursor.next()
             rows: list[tuple[bytes, bytes, bytes | None, bytes | None]] = []
             step = cursor.prev if reverse else cursor.next
+            get = txn.get
+            meta_db, values_db = env.meta, env.values
             while ok and len(rows) < _BATCH:
                 seq_key, entry_id = cursor.item()
-                raw = txn.get(entry_id, db=env.meta)
-                record = txn.get(entry_id, db=env.values) if values else None
+                raw = b"" if entry_id[0] in from_id else get(entry_id, db=meta_db)
+                record = get(entry_id, db=values_db) if values else None
                 rows.append((seq_key, entry_id, raw, record))
                 ok = step()
             return rows
@@ -605,10 +612,13 @@ class PersistDict(dict):  # type: ignore[type-arg]
             for _seq, entry_id, raw, record in rows:
                 if raw is None:
                     continue
-                if expire and self._expired(env, entry_id, raw, now):
+                if not raw:
+                    key = decode_key(entry_id, None)
+                elif expire and self._expired(env, entry_id, raw, now):
                     continue
-                meta = unpack_meta(raw)
-                key = self._decode(meta.full or entry_id, meta.original)
+                else:
+                    meta = unpack_meta(raw)
+                    key = self._decode(meta.full or entry_id, meta.original)
                 out.append((key, entry_id, record))
             if out:
                 yield out

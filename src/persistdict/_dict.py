@@ -220,7 +220,9 @@ class PersistDict(dict):  # type: ignore[type-arg]
         self._env = env
         env.layer.request(cache_size)
         if self._expire_seconds and not readonly:
-            env.update_settings({"expiration_days": expiration_days})
+            if env.settings_snapshot().get("expiration_days") != expiration_days:
+                # Recorded for the command line (``persistdict expire``, ``info``).
+                env.update_settings({"expiration_days": expiration_days})
             self._sweep(_SWEEP_LIMIT)
         if verbose:
             logger.debug("opened %s (expiration_days=%s)", path, expiration_days)

@@ -20,6 +20,7 @@ in their own sub-database, so reading what a store is never unpickles anything.
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 import mmap
 import os
@@ -34,10 +35,6 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
 
 import lmdb
-from lmdb_dict import SafeLmdbDict
-from lmdb_dict.cache import DummyCache
-from lmdb_dict.mapping.abc import LockingCache
-from lmdb_dict.util import DummyLockPool
 
 from ._exceptions import (
     ReadOnlyError,
@@ -75,6 +72,8 @@ DB_NAMES = (b"values", b"meta", b"order", b"internal", b"settings")
 # Key in the internal database: the id of the last transaction that only wrote
 # access times. Memory layers need not drop anything for such a commit.
 ATIME_TXN_KEY = b"atime-transaction"
+# Key in the internal database: the store's format version (u64).
+FORMAT_KEY = b"format"
 _u64 = struct.Struct(">Q")
 ATIME_FLUSH_SECONDS = 1.0
 
@@ -175,18 +174,27 @@ class CommitCounter:
             self._fd = -1
 
 
-class _Settings(SafeLmdbDict):  # type: ignore[misc]
+@functools.cache
+def _settings_class() -> type:
     """lmdb-dict's YAML mapping over our ``settings`` database.
 
-    lmdb-dict caches environments by path string and never closes them; we hand it
-    our environment instead (one per path per process, reopened after fork).
+    lmdb-dict caches environments by path string and never closes them; we hand
+    it our environment instead (one per path per process, reopened after fork).
+    Imported on first use: most opens never read the settings.
     """
+    from lmdb_dict import SafeLmdbDict
+    from lmdb_dict.cache import DummyCache
+    from lmdb_dict.mapping.abc import LockingCache
+    from lmdb_dict.util import DummyLockPool
 
-    def __init__(self, environ: lmdb.Environment, db: Any) -> None:
-        self._environ_ = environ
-        self._db_ = db
-        self.name = "settings"
-        self._locker_ = LockingCache(DummyCache(), DummyLockPool())
+    class Settings(SafeLmdbDict):  # type: ignore[misc]
+        def __init__(self, environ: lmdb.Environment, db: Any) -> None:
+            self._environ_ = environ
+            self._db_ = db
+            self.name = "settings"
+            self._locker_ = LockingCache(DummyCache(), DummyLockPool())
+
+    return Settings
 
 
 def _check_data_file(data_file: Path) -> None:
@@ -443,11 +451,16 @@ class Env:
             raise StoreCorruptedError(
                 f"{path} is not a readable persistdict store ({exc})"
             ) from exc
-        self.values, self.meta, self.order, self.internal, settings_db = dbs
-        self.settings = _Settings(env, settings_db)
-        if not self.readonly and "format" not in self._settings_snapshot():
+        self.values, self.meta, self.order, self.internal, self._settings_db = dbs
+        self.__dict__.pop("settings", None)  # bound to a previous environment
+        with env.begin() as txn:
+            raw_format = txn.get(FORMAT_KEY, db=self.internal)
+        if raw_format is None and not self.readonly:
+            with env.begin(write=True) as txn:
+                txn.put(FORMAT_KEY, _u64.pack(FORMAT_VERSION), db=self.internal)
             self.update_settings({"format": FORMAT_VERSION, "created": time.time()})
-        fmt = self._settings_snapshot().get("format", FORMAT_VERSION)
+            raw_format = _u64.pack(FORMAT_VERSION)
+        fmt = _u64.unpack(raw_format)[0] if raw_format else FORMAT_VERSION
         if fmt != FORMAT_VERSION:
             raise StoreCorruptedError(
                 f"{path} was written in store format {fmt!r}; this persistdict "
@@ -580,6 +593,11 @@ class Env:
         return raw is not None and _u64.unpack(raw)[0] == txn.id()
 
     # -- settings ------------------------------------------------------------------
+
+    @functools.cached_property
+    def settings(self) -> Any:
+        """The store's settings (YAML values), through lmdb-dict."""
+        return _settings_class()(self.env, self._settings_db)
 
     def _settings_snapshot(self) -> dict[str, Any]:
         self._enter()

@@ -24,7 +24,6 @@ The user function never runs under a Python lock.
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import fcntl
 import functools
@@ -59,6 +58,8 @@ from ._keys import CallKey, function_namespace
 from ._paths import default_cache_dir
 
 if TYPE_CHECKING:
+    import asyncio  # imported where used: only async functions need it
+
     from ._dict import PersistDict
 
 
@@ -221,6 +222,8 @@ class _LockFile:
 
     async def alock(self, offset: int, deadline: float | None) -> bool:
         """:meth:`lock` for a coroutine: polls, never blocks the event loop."""
+        import asyncio
+
         delay = _POLL_FIRST
         while not self.try_lock(offset):
             if deadline is not None:
@@ -413,6 +416,8 @@ class _Memo(Generic[R]):
         self, key: str, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         """:meth:`call_miss` for a coroutine function."""
+        import asyncio
+
         loop = asyncio.get_running_loop()
         inflight = self._inflight.get(loop)
         if inflight is None:

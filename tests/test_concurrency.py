@@ -350,7 +350,8 @@ def test_memory_layer_survives_access_time_flushes_of_others(
 ) -> None:
     d = PersistDict(store_path)
     d["k"] = [1, 2]
-    assert d["k"] == [1, 2]  # now held by the layer
+    assert d["k"] == [1, 2]
+    assert d["k"] == [1, 2]  # admitted to the layer at its second read
     env = d._live()
     assert env.counter.offset is not None  # reads need no transaction
     layer_sizes = lambda: sum(len(c) for c in env.layer._caches.values())  # noqa: E731

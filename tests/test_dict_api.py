@@ -452,3 +452,20 @@ def test_a_readonly_handle_beside_a_writable_one_stays_readonly(
     with PersistDict(store_path) as again:
         assert again == {"a": 1}
         assert again.metadata("a").atime == atime  # the read-only read left no trace
+
+
+def test_memory_layer_admits_on_second_read(store_path: Path) -> None:
+    d = PersistDict(store_path, cache_size=8)
+    d.update({i: [i] for i in range(100)})
+    layer = d._live().layer
+    held = lambda: sum(len(c) for c in layer._caches.values())  # noqa: E731
+    for i in range(100):  # a scan reads each key once: nothing is cached
+        assert d[i] == [i]
+    assert held() == 0
+    for _ in range(2):
+        assert d[7] == [7]
+    assert held() == 1
+    got = d[7]
+    got.append("mutated")  # hits never share mutable values
+    assert d[7] == [7]
+    d.close()

@@ -19,6 +19,8 @@ from collections.abc import (
 from pathlib import Path
 from typing import Any, NamedTuple, NoReturn, TypeVar
 
+import lmdb
+
 from . import _env as _env_module
 from ._codec import (
     HASHED,
@@ -440,7 +442,10 @@ class PersistDict(dict):  # type: ignore[type-arg]
                 return entry[0] if entry[2] else self._codec.loads(entry[1])
         env._enter()
         try:
-            txn = env._begin(False)
+            try:
+                txn = env.env.begin()
+            except lmdb.Error:  # map grown by another process, reader slots full
+                txn = env._begin(False)
             try:
                 txn_id = txn.id()
                 if use_layer:
@@ -464,7 +469,11 @@ class PersistDict(dict):  # type: ignore[type-arg]
             return _MISSING
         if not self._readonly and encoded not in env._pending:
             env.touch(encoded, time.time())
-        payload = self._open_record(key, encoded, record)
+        try:
+            payload = self._codec.open(encoded, record)
+        except PersistDictError:
+            logger.error("record for key %r in %s did not verify", key, self._path)
+            raise
         value = self._codec.loads(payload)
         if use_layer:
             layer.put(

@@ -24,6 +24,8 @@ from typing import Any
 
 from cachetools import LRUCache
 
+_MAX_SEEN = 1 << 16
+
 __all__ = ["LayerEntry", "MemoryLayer"]
 
 # (value if immutable else None, payload if mutable else b"", is_immutable)
@@ -31,13 +33,16 @@ LayerEntry = tuple[Any, bytes, bool]
 
 
 class MemoryLayer:
-    __slots__ = ("_caches", "_lock", "known_txn", "maxsize")
+    __slots__ = ("_caches", "_lock", "_seen", "known_txn", "maxsize")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.maxsize = 0
         self._caches: dict[object, LRUCache[bytes, LayerEntry]] = {}
         self.known_txn = -1
+        # Admission: an id enters the layer on its second read within a while,
+        # so a scan over many keys read once costs no insertion and eviction.
+        self._seen: set[bytes] = set()
 
     def reset(self) -> None:
         """Forget everything (after a fork: the child starts empty)."""
@@ -45,6 +50,7 @@ class MemoryLayer:
         for cache in self._caches.values():
             cache.clear()
         self.known_txn = -1
+        self._seen = set()
 
     def request(self, size: int) -> None:
         """Make room for ``size`` entries per codec (the largest request wins)."""
@@ -92,8 +98,15 @@ class MemoryLayer:
     def put(
         self, codec_key: object, txn_id: int, entry_id: bytes, entry: LayerEntry
     ) -> None:
-        """Keep a value read in transaction ``txn_id`` if the layer is current there."""
+        """Keep a value read in transaction ``txn_id`` if the layer is current
+        there, from its second read on (see ``_seen``)."""
         if self.maxsize == 0:
+            return
+        seen = self._seen
+        if entry_id not in seen:
+            if len(seen) >= min(2 * self.maxsize, _MAX_SEEN):
+                seen.clear()
+            seen.add(entry_id)
             return
         with self._lock:
             if txn_id == self.known_txn:

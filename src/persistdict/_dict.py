@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import os
 import pickle
@@ -575,8 +576,9 @@ class PersistDict(dict):  # type: ignore[type-arg]
 
     def _batches(
         self, *, reverse: bool = False, values: bool = False
-    ) -> Iterator[list[tuple[Any, bytes, bytes | None]]]:
-        """Visible entries in insertion order, a batch per read transaction.
+    ) -> Iterator[tuple[list[Any], list[bytes], list[bytes | None]]]:
+        """Visible entries in insertion order: (keys, ids, records) per batch,
+        one read transaction per batch (records only with ``values``).
 
         No transaction is held while the caller works on a batch, so a slow
         consumer never pins old pages nor blocks a resize. Entries added or
@@ -591,7 +593,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
 
         def batch(
             txn: Txn,
-        ) -> list[tuple[bytes, bytes, bytes | None, bytes | None]]:
+        ) -> tuple[list[bytes], list[bytes | None], list[bytes | None], bytes]:
             cursor = txn.cursor(db=env.order)
             if position is None:
                 ok = cursor.last() if reverse else cursor.first()
@@ -602,55 +604,76 @@ class PersistDict(dict):  # type: ignore[type-arg]
                 ok = cursor.set_range(position)
                 if ok and cursor.key() == position:
                     ok = cursor.next()
-            rows: list[tuple[bytes, bytes, bytes | None, bytes | None]] = []
-            step = cursor.prev if reverse else cursor.next
-            get = txn.get
-            meta_db, values_db = env.meta, env.values
-            while ok and len(rows) < _BATCH:
-                seq_key, entry_id = cursor.item()
-                raw = b"" if entry_id[0] in from_id else get(entry_id, db=meta_db)
-                record = get(entry_id, db=values_db) if values else None
-                rows.append((seq_key, entry_id, raw, record))
-                ok = step()
-            return rows
+            if not ok:
+                return [], [], [], b""
+            rows = (cursor.iterprev if reverse else cursor.iternext)(keys=False)
+            ids = list(itertools.islice(rows, _BATCH))
+            last = cursor.key()  # the islice stopped on the last id it took
+            get, meta_db = txn.get, env.meta
+            metas: list[bytes | None] = (
+                []  # every key is its own id: no metadata needed
+                if from_id and all(entry_id[0] in from_id for entry_id in ids)
+                else [
+                    b"" if entry_id[0] in from_id else get(entry_id, db=meta_db)
+                    for entry_id in ids
+                ]
+            )
+            records: list[bytes | None] = (
+                [get(entry_id, db=env.values) for entry_id in ids] if values else []
+            )
+            return ids, metas, records, last
 
         while True:
-            rows = env.read(batch)
-            if not rows:
+            all_ids, metas, records, position = env.read(batch)
+            if not all_ids:
                 return
-            position = rows[-1][0]
-            out: list[tuple[Any, bytes, bytes | None]] = []
-            for _seq, entry_id, raw, record in rows:
-                if raw is None:
-                    continue
-                if not raw:
-                    key = decode_key(entry_id, None)
-                elif expire and self._expired(env, entry_id, raw, now):
-                    continue
-                else:
-                    meta = unpack_meta(raw)
-                    key = self._decode(meta.full or entry_id, meta.original)
-                out.append((key, entry_id, record))
-            if out:
-                yield out
-            if len(rows) < _BATCH:
+            if not metas:
+                # The common case, in one comprehension: every key a str or bytes.
+                ids = all_ids
+                keys = [
+                    entry_id[1:].decode("utf-8", "surrogatepass")
+                    if entry_id[0] == 1
+                    else entry_id[1:]
+                    for entry_id in ids
+                ]
+                yield keys, ids, records
+            else:
+                keys, ids, kept = [], [], []
+                for index, (entry_id, raw) in enumerate(
+                    zip(all_ids, metas, strict=True)
+                ):
+                    if raw is None:
+                        continue
+                    if not raw:
+                        key = decode_key(entry_id, None)
+                    elif expire and self._expired(env, entry_id, raw, now):
+                        continue
+                    else:
+                        meta = unpack_meta(raw)
+                        key = self._decode(meta.full or entry_id, meta.original)
+                    keys.append(key)
+                    ids.append(entry_id)
+                    if values:
+                        kept.append(records[index])
+                if keys:
+                    yield keys, ids, kept
+            if len(all_ids) < _BATCH:
                 return
 
     def __iter__(self) -> Iterator[Any]:
-        for rows in self._batches():
-            for key, _id, _record in rows:
-                yield key
+        return itertools.chain.from_iterable(keys for keys, _, _ in self._batches())
 
     def __reversed__(self) -> Iterator[Any]:
-        for rows in self._batches(reverse=True):
-            for key, _id, _record in rows:
-                yield key
+        return itertools.chain.from_iterable(
+            keys for keys, _, _ in self._batches(reverse=True)
+        )
 
     def _iter_items(self) -> Iterator[tuple[Any, Any]]:
-        for rows in self._batches(values=True):
-            for key, entry_id, record in rows:
+        codec = self._codec
+        for keys, ids, records in self._batches(values=True):
+            for key, entry_id, record in zip(keys, ids, records, strict=True):
                 if record is not None:
-                    yield key, self._codec.loads(self._codec.open(entry_id, record))
+                    yield key, codec.loads(codec.open(entry_id, record))
 
     def _iter_values(self) -> Iterator[Any]:
         for _key, value in self._iter_items():

@@ -7,6 +7,7 @@ import itertools
 import logging
 import os
 import pickle
+import struct
 import time
 from collections.abc import (
     Callable,
@@ -22,7 +23,6 @@ from typing import Any, NamedTuple, NoReturn, TypeVar
 
 import lmdb
 
-from . import _env as _env_module
 from ._codec import (
     HASHED,
     MAX_ID,
@@ -55,7 +55,8 @@ _MISSING: Any = object()
 _DAY = 86400.0
 _BATCH = 256  # entries read per transaction when iterating
 _SWEEP_LIMIT = 1000  # entries examined by the sweep at open
-_u64 = __import__("struct").Struct(">Q")
+_u64 = struct.Struct(">Q")
+_read_u64 = struct.Struct("=Q").unpack_from
 _T_CUSTOM = b"\x10"
 # First bytes of ids that are exactly their key's encoding (str, bytes): the key
 # is rebuilt from the id alone.
@@ -429,11 +430,11 @@ class PersistDict(dict):  # type: ignore[type-arg]
             return self._read_checked(env, key, encoded)
         layer = env.layer
         use_layer = self._cache_size
+        counter = env.counter
         if (
             use_layer
-            and env.counter.offset is not None
-            and env.counter.read() == layer.known_txn
-            and env._generation == _env_module._fork_generation
+            and counter.offset is not None  # None in a forked child until reopened
+            and _read_u64(counter.mapped, counter.offset)[0] == layer.known_txn
         ):
             # Nothing was committed since the layer was last known current.
             entry = layer.get(self._codec_key, layer.known_txn, encoded)

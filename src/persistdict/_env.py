@@ -131,6 +131,11 @@ class CommitCounter:
             lock_format = self._u32(self._map, 4)[0]
             self._known = self._KNOWN.get((platform.machine(), lock_format))
 
+    @property
+    def mapped(self) -> mmap.mmap:
+        """The lock file's map; only while ``offset`` is set."""
+        return self._map  # type: ignore[return-value]
+
     def read(self) -> int:
         """The last committed transaction id; only while ``offset`` is set."""
         return int(self._u64(self._map, self.offset)[0])  # type: ignore[arg-type]
@@ -786,6 +791,10 @@ def _after_fork_in_child() -> None:
     global _fork_generation, _REGISTRY_LOCK
     _fork_generation += 1
     _REGISTRY_LOCK = threading.RLock()
+    for env in _REGISTRY.values():
+        # Readers must not use the parent's memory layer until the child has
+        # reopened the environment (the layer is reset then).
+        env.counter.offset = None
 
 
 os.register_at_fork(

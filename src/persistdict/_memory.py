@@ -78,8 +78,10 @@ class MemoryLayer:
         if cache is None:
             return None
         with self._lock:
-            # ``in`` first: a cachetools miss by [] raises through __missing__.
-            return cache[entry_id] if entry_id in cache else None  # noqa: SIM401 - .get is one more call
+            try:
+                return cache[entry_id]
+            except KeyError:  # a miss: the caller reads LMDB
+                return None
 
     def validate(self, txn_id: int, only_atimes: bool) -> None:
         """A read transaction ``txn_id`` saw a commit the layer does not know.

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from persistdict import PersistDict
+from persistdict import PersistDict, SignatureError
 from persistdict._memo import CacheInfo, persist_cache
 
 
@@ -402,3 +402,44 @@ def test_each_entry_keeps_a_preview_of_its_call(tmp_path: Path) -> None:
     # Ignored arguments are neither in the key nor in the preview.
     with PersistDict(tmp_path / "s") as store:
         assert store._note(key) == "ask(prompt='hi', n=2)"
+
+
+def test_durable_false_and_secret_reach_the_store(tmp_path: Path) -> None:
+    calls: list[int] = []
+
+    @persist_cache(tmp_path / "s", durable=False, secret=b"k" * 40)
+    def double(x: int) -> int:
+        calls.append(x)
+        return 2 * x
+
+    assert double(2) == 4
+    assert double(2) == 4
+    assert calls == [2]
+    params = double.cache_parameters()
+    assert params["durable"] is False
+    assert params["signed"] is True
+    assert "secret" not in params  # never shown
+    key = double.cache_key(2)
+    with PersistDict(tmp_path / "s", durable=False, secret=b"k" * 40) as d:
+        assert d[key] == 4
+    with (
+        PersistDict(tmp_path / "s", durable=False, secret=b"other") as d,
+        pytest.raises(SignatureError),
+    ):
+        d[key]
+
+
+def test_a_result_signed_with_another_secret_is_recomputed(tmp_path: Path) -> None:
+    calls: list[int] = []
+
+    def make(secret: bytes) -> Any:
+        @persist_cache(tmp_path / "s", secret=secret)
+        def double(x: int) -> int:
+            calls.append(x)
+            return 2 * x
+
+        return double
+
+    assert make(b"first")(3) == 6
+    assert make(b"second")(3) == 6  # does not verify: a miss, computed again
+    assert calls == [3, 3]

@@ -110,6 +110,8 @@ class CacheParameters(TypedDict):
     key: Callable[..., object] | None
     version: str | None
     lock_timeout: float | None
+    durable: bool
+    signed: bool
     namespace: str
 
 
@@ -273,8 +275,12 @@ class _Memo(Generic[R]):
         key: Callable[..., object] | None,
         version: str | None,
         lock_timeout: float | None,
+        durable: bool,
+        secret: bytes | str | None,
     ) -> None:
         self.func = func
+        self.durable = durable
+        self.secret = secret
         self.qualname = getattr(func, "__qualname__", repr(func))
         self.path = path
         self.expiration_days = expiration_days
@@ -318,6 +324,8 @@ class _Memo(Generic[R]):
                     path,
                     self.expiration_days,
                     cache_size=sys.maxsize if self.maxsize is None else self.maxsize,
+                    durable=self.durable,
+                    secret=self.secret,
                 )
                 self.lock_file = _LockFile.for_directory(store.path)
                 self.store = store
@@ -498,6 +506,9 @@ class _Memo(Generic[R]):
             key=self.key,
             version=self.version,
             lock_timeout=self.lock_timeout,
+            durable=self.durable,
+            signed=self.secret is not None
+            or bool(os.environ.get("PERSISTDICT_SECRET")),
             namespace=self.namespace,
         )
 
@@ -638,6 +649,8 @@ def persist_cache(
     key: Callable[..., object] | None = None,
     version: str | None = None,
     lock_timeout: float | None = 60.0,
+    durable: bool = True,
+    secret: bytes | str | None = None,
 ) -> Callable[[Callable[P, R]], CachedFunction[P, R]]: ...
 
 
@@ -651,6 +664,8 @@ def persist_cache(
     key: Callable[..., object] | None = None,
     version: str | None = None,
     lock_timeout: float | None = 60.0,
+    durable: bool = True,
+    secret: bytes | str | None = None,
 ) -> Any:
     """Memoize a function into a PersistDict, across calls, restarts and processes.
 
@@ -673,6 +688,12 @@ def persist_cache(
     - ``lock_timeout``: seconds to wait for another thread or process that is
       computing the same call, before computing it here too (``None``: wait as
       long as it lives).
+    - ``durable``: ``False`` skips the fsync of each stored result (a crash of
+      the process loses nothing; a power loss may lose the last results, which
+      are then computed again). Functions sharing a store in one process must
+      agree on it.
+    - ``secret``: sign every stored result (default ``$PERSISTDICT_SECRET``); a
+      result that does not verify is never unpickled, it is a miss.
 
     The default store is ``$PERSISTDICT_CACHE_DIR``, else
     ``$XDG_CACHE_HOME/persistdict`` or ``~/.cache/persistdict``, read at the
@@ -690,6 +711,8 @@ def persist_cache(
         "key": key,
         "version": version,
         "lock_timeout": lock_timeout,
+        "durable": bool(durable),
+        "secret": secret,
     }
     if isinstance(path, (classmethod, staticmethod)) or (
         callable(path) and not isinstance(path, (str, os.PathLike))

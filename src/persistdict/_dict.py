@@ -21,8 +21,6 @@ from collections.abc import (
 from pathlib import Path
 from typing import Any, NamedTuple, NoReturn, TypeVar
 
-import lmdb
-
 from ._codec import (
     HASHED,
     MAX_ID,
@@ -442,31 +440,24 @@ class PersistDict(dict):  # type: ignore[type-arg]
                 if not self._readonly and encoded not in env._pending:
                     env.touch(encoded, time.time())
                 return entry[0] if entry[2] else self._codec.loads(entry[1])
-        env._enter()
+        txn = env.begin_read()
         try:
-            try:
-                txn = env.env.begin()
-            except lmdb.Error:  # map grown by another process, reader slots full
-                txn = env._begin(False)
-            try:
+            if use_layer:
                 txn_id = txn.id()
-                if use_layer:
-                    if txn_id != layer.known_txn:
-                        layer.validate(
-                            txn_id,
-                            txn_id == layer.known_txn + 1 and env.only_atimes(txn),
-                        )
-                        env.counter.observe(txn_id)
-                    entry = layer.get(self._codec_key, txn_id, encoded)
-                    if entry is not None:
-                        if not self._readonly and encoded not in env._pending:
-                            env.touch(encoded, time.time())
-                        return entry[0] if entry[2] else self._codec.loads(entry[1])
-                record = txn.get(encoded, db=env.values)
-            finally:
-                txn.abort()
+                if txn_id != layer.known_txn:
+                    layer.validate(
+                        txn_id,
+                        txn_id == layer.known_txn + 1 and env.only_atimes(txn),
+                    )
+                    env.counter.observe(txn_id)
+                entry = layer.get(self._codec_key, txn_id, encoded)
+                if entry is not None:
+                    if not self._readonly and encoded not in env._pending:
+                        env.touch(encoded, time.time())
+                    return entry[0] if entry[2] else self._codec.loads(entry[1])
+            record = txn.get(encoded, db=env.values)
         finally:
-            env._tokens.pop()
+            env.end_read(txn)
         if record is None:
             return _MISSING
         if not self._readonly and encoded not in env._pending:
@@ -522,8 +513,20 @@ class PersistDict(dict):  # type: ignore[type-arg]
         return default if value is _MISSING else value
 
     def __contains__(self, key: Any) -> bool:
-        env = self._live()
-        encoded = self._encode(key)
+        env = self._env
+        if env is None:
+            env = self._live()
+        if type(key) is str and self._key_dumps is None:
+            encoded = b"\x01" + key.encode("utf-8", "surrogatepass")
+        else:
+            encoded = self._encode(key)
+        if not self._expire_seconds and len(encoded) <= MAX_ID:
+            # The common case written out: one get in one read transaction.
+            txn = env.begin_read()
+            try:
+                return txn.get(encoded, db=env.meta) is not None
+            finally:
+                env.end_read(txn)
         now = time.time()
 
         def fn(txn: Txn) -> bool:

@@ -539,17 +539,30 @@ class Env:
                 # Slots of killed processes stay taken until a reader check.
                 self.env.reader_check()
 
-    def read(self, fn: Callable[[Txn], T]) -> T:
-        """Run ``fn`` in a read transaction and return its result."""
+    def begin_read(self) -> Txn:
+        """A read transaction, to be ended with ``end_read`` (the hot paths use
+        this pair; everything else uses ``read``)."""
         self._enter()
         try:
-            txn = self._begin(False)
+            return self.env.begin()
+        except lmdb.Error:  # the map grown by another process, reader slots full
             try:
-                return fn(txn)
-            finally:
-                txn.abort()
+                return self._begin(False)
+            except BaseException:
+                self._tokens.pop()
+                raise
+
+    def end_read(self, txn: Txn) -> None:
+        txn.abort()
+        self._tokens.pop()
+
+    def read(self, fn: Callable[[Txn], T]) -> T:
+        """Run ``fn`` in a read transaction and return its result."""
+        txn = self.begin_read()
+        try:
+            return fn(txn)
         finally:
-            self._tokens.pop()
+            self.end_read(txn)
 
     def write(self, fn: Callable[[Txn], T]) -> tuple[T, int]:
         """Run ``fn`` in a write transaction, commit, return (result, txn id).
@@ -626,18 +639,24 @@ class Env:
     # -- access times ----------------------------------------------------------------
 
     def touch(self, entry_id: bytes, now: float) -> None:
-        """Record a read of ``entry_id``; written within about a second."""
-        if self.readonly or self.closed or entry_id in self._pending:
+        """Record a read of ``entry_id``; written within about a second.
+
+        No lock on this path (a dict assignment is atomic): a touch racing with
+        a flush may land in the batch being written or in the next one, or, at
+        worst, be lost, and the entry's next read records it again.
+        """
+        if self.readonly or self.closed:
             return
-        with self._pending_lock:
-            self._pending[entry_id] = now
-            if self._flusher is None:
-                self._flusher = threading.Thread(
-                    target=self._flush_loop,
-                    name=f"persistdict-atime-{self.path.name}",
-                    daemon=True,
-                )
-                self._flusher.start()
+        self._pending[entry_id] = now
+        if self._flusher is None:
+            with self._pending_lock:
+                if self._flusher is None:
+                    self._flusher = threading.Thread(
+                        target=self._flush_loop,
+                        name=f"persistdict-atime-{self.path.name}",
+                        daemon=True,
+                    )
+                    self._flusher.start()
 
     def pending_atime(self, entry_id: bytes) -> float:
         return self._pending.get(entry_id, 0.0)

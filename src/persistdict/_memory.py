@@ -22,9 +22,43 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from cachetools import LRUCache
+from cachetools import Cache, LRUCache
 
 _MAX_SEEN = 1 << 16
+_peek = Cache.__getitem__  # a lookup that leaves the LRU order alone
+
+
+class _SecondChanceLRU(LRUCache[bytes, "LayerEntry"]):
+    """cachetools' LRUCache in which a hit only marks its entry.
+
+    Moving an entry to the end of the LRU order is the costly part of a hit; here
+    a hit adds the key to ``referenced``, and the order is settled when an entry
+    must be evicted: a marked entry is unmarked and goes to the end instead (the
+    CLOCK, or second-chance, approximation of LRU).
+    """
+
+    def __init__(self, maxsize: int) -> None:
+        super().__init__(maxsize)
+        self.referenced: set[bytes] = set()
+
+    def popitem(self) -> tuple[bytes, LayerEntry]:
+        referenced = self.referenced
+        for _ in range(len(self)):
+            key, value = super().popitem()
+            if key not in referenced:
+                return key, value
+            referenced.discard(key)
+            self[key] = value  # to the end; one slot was just freed: no eviction
+        return super().popitem()
+
+    def forget(self, key: bytes) -> None:
+        """Remove ``key`` (not through ``del``, which popitem uses too)."""
+        del self[key]
+        self.referenced.discard(key)
+
+    def clear(self) -> None:
+        super().clear()
+        self.referenced.clear()
 
 __all__ = ["LayerEntry", "MemoryLayer"]
 
@@ -38,7 +72,7 @@ class MemoryLayer:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.maxsize = 0
-        self._caches: dict[object, LRUCache[bytes, LayerEntry]] = {}
+        self._caches: dict[object, _SecondChanceLRU] = {}
         self.known_txn = -1
         # Admission: an id enters the layer on its second read within a while,
         # so a scan over many keys read once costs no insertion and eviction.
@@ -59,15 +93,15 @@ class MemoryLayer:
                 return
             self.maxsize = size
             for codec_key, cache in list(self._caches.items()):
-                grown: LRUCache[bytes, LayerEntry] = LRUCache(maxsize=size)
+                grown = _SecondChanceLRU(size)
                 for key, value in cache.items():
                     grown[key] = value
                 self._caches[codec_key] = grown
 
-    def _cache(self, codec_key: object) -> LRUCache[bytes, LayerEntry]:
+    def _cache(self, codec_key: object) -> _SecondChanceLRU:
         cache = self._caches.get(codec_key)
         if cache is None:
-            cache = self._caches[codec_key] = LRUCache(maxsize=max(self.maxsize, 1))
+            cache = self._caches[codec_key] = _SecondChanceLRU(max(self.maxsize, 1))
         return cache
 
     def get(self, codec_key: object, txn_id: int, entry_id: bytes) -> LayerEntry | None:
@@ -79,9 +113,11 @@ class MemoryLayer:
             return None
         with self._lock:
             try:
-                return cache[entry_id]
+                entry: LayerEntry = _peek(cache, entry_id)
             except KeyError:  # a miss: the caller reads LMDB
                 return None
+            cache.referenced.add(entry_id)
+            return entry
 
     def validate(self, txn_id: int, only_atimes: bool) -> None:
         """A read transaction ``txn_id`` saw a commit the layer does not know.
@@ -136,7 +172,7 @@ class MemoryLayer:
                         if change is not None and change[0] == key:
                             cache[entry_id] = change[1]
                         else:
-                            del cache[entry_id]
+                            cache.forget(entry_id)
             else:
                 for cache in self._caches.values():
                     cache.clear()

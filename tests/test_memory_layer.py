@@ -1,0 +1,48 @@
+"""The in-memory layer's LRU: a hit marks its entry, eviction gives marked
+entries a second chance (CLOCK), compared with an exact LRU on random traces."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import hypothesis.strategies as st
+from hypothesis import given
+
+from persistdict._memory import MemoryLayer, _SecondChanceLRU
+
+
+def test_a_hit_entry_survives_the_next_eviction() -> None:
+    cache = _SecondChanceLRU(3)
+    for key in (b"a", b"b", b"c"):
+        cache[key] = (key, b"", True)
+    layer = MemoryLayer()
+    layer._caches["codec"] = cache
+    layer.known_txn = 7
+    assert layer.get("codec", 7, b"a") == (b"a", b"", True)  # a hit marks "a"
+    cache[b"d"] = (b"d", b"", True)  # full: evicts the oldest unmarked, "b"
+    assert set(cache) == {b"a", b"c", b"d"}
+    cache[b"e"] = (b"e", b"", True)  # "a" had its second chance: now "c" goes
+    assert set(cache) == {b"a", b"d", b"e"}
+    assert layer.get("codec", 6, b"a") is None  # not known current at txn 6
+
+
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 9)), max_size=200))
+def test_never_larger_than_maxsize_and_holds_recent_inserts(
+    ops: list[tuple[bool, int]],
+) -> None:
+    cache = _SecondChanceLRU(4)
+    exact: OrderedDict[bytes, int] = OrderedDict()
+    for is_read, number in ops:
+        key = bytes([number])
+        if is_read:
+            if key in cache:
+                cache.referenced.add(key)
+        else:
+            cache[key] = number  # type: ignore[assignment]
+            exact[key] = number
+            exact.move_to_end(key)
+        assert len(cache) <= 4
+        if not is_read:
+            assert key in cache  # what was just stored is held
+    for key in cache:
+        assert cache[key] == exact[key]  # values are never mixed up

@@ -421,7 +421,10 @@ class PersistDict(dict):  # type: ignore[type-arg]
             self._live()
         assert env is not None  # noqa: S101 - _live() raised otherwise
         if type(key) is str and self._key_dumps is None:
-            encoded = b"\x01" + key.encode("utf-8", "surrogatepass")
+            try:
+                encoded = b"\x01" + key.encode()
+            except UnicodeEncodeError:  # lone surrogates
+                encoded = self._encode(key)
         else:
             encoded = self._encode(key)
         if self._expire_seconds or len(encoded) > MAX_ID:
@@ -432,7 +435,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
         if (
             use_layer
             and counter.offset is not None  # None in a forked child until reopened
-            and _read_u64(counter.mapped, counter.offset)[0] == layer.known_txn
+            and _read_u64(counter.mapped, counter.offset)[0] == layer.known_txn  # type: ignore[arg-type]
         ):
             # Nothing was committed since the layer was last known current.
             entry = layer.get(self._codec_key, layer.known_txn, encoded)

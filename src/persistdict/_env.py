@@ -112,7 +112,7 @@ class CommitCounter:
         self._seen: set[int] = set()
         self._usable = False
         self._known: int | None = None
-        self._map: mmap.mmap | None = None
+        self.mapped: mmap.mmap | None = None  # the lock file, read-only
         self._fd = -1
         if lock_file is None:
             return
@@ -121,28 +121,23 @@ class CommitCounter:
         # the map stay open until the environment is closed (close_after_env).
         try:
             self._fd = os.open(lock_file, os.O_RDONLY | os.O_CLOEXEC)
-            self._map = mmap.mmap(self._fd, 0, access=mmap.ACCESS_READ)
+            self.mapped = mmap.mmap(self._fd, 0, access=mmap.ACCESS_READ)
         except (OSError, ValueError):  # no lock file, or an empty one
             return
         self._usable = (
-            len(self._map) >= 128 and self._u32(self._map, 0)[0] == self._MAGIC
+            len(self.mapped) >= 128 and self._u32(self.mapped, 0)[0] == self._MAGIC
         )
         if self._usable:
-            lock_format = self._u32(self._map, 4)[0]
+            lock_format = self._u32(self.mapped, 4)[0]
             self._known = self._KNOWN.get((platform.machine(), lock_format))
-
-    @property
-    def mapped(self) -> mmap.mmap:
-        """The lock file's map; only while ``offset`` is set."""
-        return self._map  # type: ignore[return-value]
 
     def read(self) -> int:
         """The last committed transaction id; only while ``offset`` is set."""
-        return int(self._u64(self._map, self.offset)[0])  # type: ignore[arg-type]
+        return int(self._u64(self.mapped, self.offset)[0])  # type: ignore[arg-type]
 
     def observe(self, txn_id: int) -> None:
         """Check (or learn) the offset against a real transaction's id."""
-        mapped = self._map
+        mapped = self.mapped
         if not self._usable or mapped is None:
             return
         if self.offset is not None:
@@ -171,9 +166,9 @@ class CommitCounter:
         (its locks are gone by then anyway)."""
         self.offset = None
         self._usable = False
-        if self._map is not None:
-            self._map.close()
-            self._map = None
+        if self.mapped is not None:
+            self.mapped.close()
+            self.mapped = None
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1

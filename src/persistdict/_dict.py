@@ -418,8 +418,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
         """
         env = self._env
         if env is None:
-            self._live()
-        assert env is not None  # noqa: S101 - _live() raised otherwise
+            env = self._live()  # raises StoreClosedError
         if type(key) is str and self._key_dumps is None:
             try:
                 encoded = b"\x01" + key.encode()
@@ -438,7 +437,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
             and _read_u64(counter.mapped, counter.offset)[0] == layer.known_txn  # type: ignore[arg-type]
         ):
             # Nothing was committed since the layer was last known current.
-            entry = layer.get(self._codec_key, layer.known_txn, encoded)
+            entry = layer.hit(self._codec_key, encoded)
             if entry is not None:
                 if not self._readonly and encoded not in env._pending:
                     env.touch(encoded, time.time())

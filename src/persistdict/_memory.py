@@ -57,8 +57,8 @@ class _SecondChanceLRU(LRUCache[bytes, "LayerEntry"]):
         self.referenced.discard(key)
 
     def clear(self) -> None:
+        self.referenced.clear()  # first: no second chances while emptying
         super().clear()
-        self.referenced.clear()
 
 __all__ = ["LayerEntry", "MemoryLayer"]
 
@@ -108,16 +108,24 @@ class MemoryLayer:
         """The entry if the layer is known current at ``txn_id``."""
         if txn_id != self.known_txn:
             return None
+        return self.hit(codec_key, entry_id)
+
+    def hit(self, codec_key: object, entry_id: bytes) -> LayerEntry | None:
+        """The entry, for a caller that knows the layer is current."""
         cache = self._caches.get(codec_key)
         if cache is None:
             return None
-        with self._lock:
-            try:
-                entry: LayerEntry = _peek(cache, entry_id)
-            except KeyError:  # a miss: the caller reads LMDB
-                return None
-            cache.referenced.add(entry_id)
-            return entry
+        # No lock: a hit changes nothing but the ``referenced`` set; the peek is
+        # one dict lookup and the add one set operation, each atomic. A hit that
+        # races with the eviction of its entry gets the value or a miss, either
+        # right; it may leave the id marked, which costs that id one extra pass
+        # through the eviction clock later.
+        try:
+            entry: LayerEntry = _peek(cache, entry_id)
+        except KeyError:  # a miss: the caller reads LMDB
+            return None
+        cache.referenced.add(entry_id)
+        return entry
 
     def validate(self, txn_id: int, only_atimes: bool) -> None:
         """A read transaction ``txn_id`` saw a commit the layer does not know.

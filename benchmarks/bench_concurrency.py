@@ -30,10 +30,8 @@ from harness import (
     Report,
     Unavailable,
     child_env,
-    configure,
-    header,
     run_section,
-    scratch_dir,
+    run_standalone,
 )
 
 SYSTEMS = [
@@ -259,14 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         system, path, wid = args.child
         child(system, path, int(wid))
         return 0
-    configure(args.quick)
-    with scratch_dir(args.tmp) as tmp:
-        report = Report()
-        report.emit(header(sys.argv, tmp))
-        report.emit()
-        run(report, args.quick, tmp)
-        report.finish()
-    return 0
+    return run_standalone([run], args.quick, args.tmp)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,11 +21,9 @@ from harness import (
     Ops,
     Report,
     Unavailable,
-    configure,
-    header,
     run_python,
     run_section,
-    scratch_dir,
+    run_standalone,
     timed,
 )
 
@@ -379,14 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--tmp", default=None, help="scratch directory")
     args = parser.parse_args(argv)
-    configure(args.quick)
-    with scratch_dir(args.tmp) as tmp:
-        report = Report()
-        report.emit(header(sys.argv, tmp))
-        report.emit()
-        run(report, args.quick, tmp)
-        report.finish()
-    return 0
+    return run_standalone([run], args.quick, args.tmp)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,12 +22,10 @@ from harness import (
     Report,
     Stepper,
     Unavailable,
-    configure,
-    header,
     run_interleaved,
     run_python,
     run_section,
-    scratch_dir,
+    run_standalone,
     timed,
 )
 from stores import SPECS, Spec, Store, baseline_for, spec
@@ -563,14 +560,7 @@ def main(argv: list[str] | None = None) -> int:
         "--tmp", default=None, help="scratch directory (default: system temp)"
     )
     args = parser.parse_args(argv)
-    configure(args.quick)
-    with scratch_dir(args.tmp) as tmp:
-        report = Report()
-        report.emit(header(sys.argv, tmp))
-        report.emit()
-        run(report, args.quick, tmp)
-        report.finish()
-    return 0
+    return run_standalone([run], args.quick, args.tmp)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import pickle
 import struct
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,11 +26,9 @@ from harness import (
     Report,
     Stepper,
     Unavailable,
-    configure,
-    header,
     run_interleaved,
     run_section,
-    scratch_dir,
+    run_standalone,
     timed,
 )
 
@@ -245,15 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--tmp", default=None, help="scratch directory")
     args = parser.parse_args(argv)
-    configure(args.quick)
-    with scratch_dir(args.tmp) as tmp:
-        report = Report()
-        report.emit(header(sys.argv, tmp))
-        report.emit()
-        run(report, args.quick, tmp)
-        read_floors(report, args.quick, tmp)
-        report.finish()
-    return 0
+    return run_standalone([run, read_floors], args.quick, args.tmp)
 
 
 if __name__ == "__main__":

@@ -544,3 +544,19 @@ def markdown(report: Report) -> str:
     lines.append("")
     lines.extend(f"- {t.line()}" for t in report.targets)
     return "\n".join(lines) + "\n"
+
+
+def run_standalone(
+    parts: list[Callable[[Report, bool, Path], None]], quick: bool, tmp: str | None
+) -> int:
+    """What each benchmark script's ``main`` does: set the sizes, make a scratch
+    directory, print the header, run ``parts`` into one report, print it."""
+    configure(quick)
+    with scratch_dir(tmp) as scratch:
+        report = Report()
+        report.emit(header(sys.argv, scratch))
+        report.emit()
+        for part in parts:
+            part(report, quick, scratch)
+        report.finish()
+    return 0

@@ -412,9 +412,10 @@ class PersistDict(dict):  # type: ignore[type-arg]
     def _read(self, key: Any) -> Any:
         """The value of ``key``, or _MISSING.
 
-        The hot path of the library, written out flat: one read transaction, the
-        memory layer consulted inside it (its coherence check is the transaction
-        id), the value decoded after the transaction ended.
+        The hot path of the library, written out flat. A warm read compares the
+        last commit id in LMDB's lock file with the one the memory layer is known
+        current at, and needs no transaction; otherwise one read transaction
+        (whose id checks the layer), the value decoded after it ended.
         """
         env = self._env
         if env is None:

@@ -11,6 +11,9 @@ py-lmdb directly for:
 * ``fork``: an environment must not be used in a child, and closing the inherited
   one is only safe while no transaction is open, so a fork waits at the gate too,
   and the child reopens the environment on first use;
+* keeping the in-memory layer coherent with other processes (transaction ids,
+  and the last commit id that LMDB keeps in its lock file), where lmdb-dict-full's
+  per-process cache is authoritative and goes stale;
 * ``close()``, which lmdb-dict-full does not have.
 
 lmdb-dict-full's ``SafeLmdbDict`` (YAML, never pickle) keeps the store's settings
@@ -50,7 +53,6 @@ __all__ = [
     "Env",
     "Txn",
     "acquire_env",
-    "current_generation",
     "release_env",
 ]
 
@@ -612,15 +614,12 @@ class Env:
         """The store's settings (YAML values), through lmdb-dict."""
         return _settings_class()(self.env, self._settings_db)
 
-    def _settings_snapshot(self) -> dict[str, Any]:
+    def settings_snapshot(self) -> dict[str, Any]:
         self._enter()
         try:
             return dict(self.settings.items())
         finally:
             self._tokens.pop()
-
-    def settings_snapshot(self) -> dict[str, Any]:
-        return self._settings_snapshot()
 
     def update_settings(self, values: dict[str, Any]) -> None:
         if self.readonly:
@@ -730,11 +729,6 @@ class Env:
     def after_fork_in_parent(self) -> None:
         if self._generation == _fork_generation:
             self._unpause()
-
-
-def current_generation() -> int:
-    """Moves at every fork, in the child: an Env of another generation is stale."""
-    return _fork_generation
 
 
 _REGISTRY: dict[Path, Env] = {}

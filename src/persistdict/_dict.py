@@ -51,7 +51,7 @@ logger = logging.getLogger("persistdict")
 _T = TypeVar("_T")
 _MISSING: Any = object()
 _DAY = 86400.0
-_BATCH = 256  # entries read per transaction when iterating
+_BATCH = 512  # entries read per transaction when iterating
 _SWEEP_LIMIT = 1000  # entries examined by the sweep at open
 _u64 = struct.Struct(">Q")
 _read_u64 = struct.Struct("=Q").unpack_from
@@ -59,6 +59,7 @@ _T_CUSTOM = b"\x10"
 # First bytes of ids that are exactly their key's encoding (str, bytes): the key
 # is rebuilt from the id alone.
 _FROM_ID = frozenset({1, 2})
+_NEEDS_META: Any = object()  # in a batch's keys: this key needs its metadata
 
 
 class _Row(NamedTuple):
@@ -69,6 +70,16 @@ class _Row(NamedTuple):
     payload: bytes
     value: Any
     note: str | None
+
+
+class _Batch(NamedTuple):
+    """What one read transaction of an iteration took from the store."""
+
+    ids: list[bytes]
+    keys: list[Any] | None  # when every key could be rebuilt from its id
+    metas: list[bytes | None]  # otherwise: raw metadata (b"": not needed)
+    records: list[bytes | None]  # with values=True
+    last: bytes  # where the next batch starts
 
 
 class _NotFound(Exception):  # noqa: N818 - a signal, not an error
@@ -463,7 +474,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
             env.end_read(txn)
         if record is None:
             return _MISSING
-        if not self._readonly and encoded not in env._pending:
+        if encoded not in env._pending and not self._readonly:
             env.touch(encoded, time.time())
         try:
             payload = self._codec.open(encoded, record)
@@ -598,9 +609,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
         # Without expiration, a str or bytes key is its own id: no metadata read.
         from_id = _FROM_ID if not expire and self._key_loads is None else frozenset()
 
-        def batch(
-            txn: Txn,
-        ) -> tuple[list[bytes], list[bytes | None], list[bytes | None], bytes]:
+        def batch(txn: Txn) -> _Batch:
             cursor = txn.cursor(db=env.order)
             if position is None:
                 ok = cursor.last() if reverse else cursor.first()
@@ -612,38 +621,43 @@ class PersistDict(dict):  # type: ignore[type-arg]
                 if ok and cursor.key() == position:
                     ok = cursor.next()
             if not ok:
-                return [], [], [], b""
+                return _Batch([], None, [], [], b"")
             rows = (cursor.iterprev if reverse else cursor.iternext)(keys=False)
             ids = list(itertools.islice(rows, _BATCH))
             last = cursor.key()  # the islice stopped on the last id it took
-            get, meta_db = txn.get, env.meta
-            metas: list[bytes | None] = (
-                []  # every key is its own id: no metadata needed
-                if from_id and all(entry_id[0] in from_id for entry_id in ids)
-                else [
-                    b"" if entry_id[0] in from_id else get(entry_id, db=meta_db)
-                    for entry_id in ids
-                ]
-            )
+            get = txn.get
             records: list[bytes | None] = (
                 [get(entry_id, db=env.values) for entry_id in ids] if values else []
             )
-            return ids, metas, records, last
+            if from_id:
+                # The common case, in one comprehension: str and bytes keys are
+                # their own ids (decoding runs no user code: fine in the txn).
+                try:
+                    keys = [
+                        entry_id[1:].decode()
+                        if entry_id[0] == 1
+                        else entry_id[1:]
+                        if entry_id[0] == 2
+                        else _NEEDS_META
+                        for entry_id in ids
+                    ]
+                except UnicodeDecodeError:  # a str key with lone surrogates
+                    keys = [_NEEDS_META]
+                if _NEEDS_META not in keys:
+                    return _Batch(ids, keys, [], records, last)
+            meta_db = env.meta
+            metas = [
+                b"" if entry_id[0] in from_id else get(entry_id, db=meta_db)
+                for entry_id in ids
+            ]
+            return _Batch(ids, None, metas, records, last)
 
         while True:
-            all_ids, metas, records, position = env.read(batch)
+            all_ids, direct_keys, metas, records, position = env.read(batch)
             if not all_ids:
                 return
-            if not metas:
-                # The common case, in one comprehension: every key a str or bytes.
-                ids = all_ids
-                keys = [
-                    entry_id[1:].decode("utf-8", "surrogatepass")
-                    if entry_id[0] == 1
-                    else entry_id[1:]
-                    for entry_id in ids
-                ]
-                yield keys, ids, records
+            if direct_keys is not None:
+                yield direct_keys, all_ids, records
             else:
                 keys, ids, kept = [], [], []
                 for index, (entry_id, raw) in enumerate(

@@ -539,7 +539,14 @@ class Env:
     def begin_read(self) -> Txn:
         """A read transaction, to be ended with ``end_read`` (the hot paths use
         this pair; everything else uses ``read``)."""
-        self._enter()
+        # _enter(), its common case written out.
+        if self._generation == _fork_generation and self._paused == 0:
+            self._tokens.append(None)
+            if self._paused:
+                self._tokens.pop()
+                self._enter()
+        else:
+            self._enter()
         try:
             return self.env.begin()
         except lmdb.Error:  # the map grown by another process, reader slots full

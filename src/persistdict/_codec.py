@@ -236,7 +236,7 @@ class Codec:
 
     def open(self, entry_id: bytes, record: bytes) -> bytes:
         """The payload of a record, after its checksum or signature verified."""
-        if record[:1] == b"\x00" and self._secret is None:  # the common case
+        if self._secret is None and record and record[0] == 0:  # the common case
             payload = record[9:]
             if record[1:9] == _xxh64(payload, len(entry_id)):
                 return payload

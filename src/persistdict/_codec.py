@@ -19,13 +19,10 @@ copied under another key does not verify.
 from __future__ import annotations
 
 import datetime as _dt
-import decimal
-import fractions
 import hashlib
 import hmac
 import pickle
 import struct
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -156,10 +153,12 @@ _IMMUTABLE_SCALARS = frozenset(
         _dt.time,
         _dt.timedelta,
         _dt.timezone,
-        decimal.Decimal,
-        fractions.Fraction,
-        uuid.UUID,
     }
+)
+# Immutable types of modules that are slow to import: matched by name, so that
+# importing persistdict does not import them.
+_IMMUTABLE_BY_NAME = frozenset(
+    {("decimal", "Decimal"), ("fractions", "Fraction"), ("uuid", "UUID")}
 )
 
 
@@ -170,7 +169,7 @@ def is_immutable(value: Any) -> bool:
         return True
     if cls is tuple or cls is frozenset:
         return all(is_immutable(item) for item in value)
-    return False
+    return (cls.__module__, cls.__qualname__) in _IMMUTABLE_BY_NAME
 
 
 def default_dumps(value: Any) -> bytes:

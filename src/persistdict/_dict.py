@@ -443,12 +443,14 @@ class PersistDict(dict):  # type: ignore[type-arg]
         layer = env.layer
         use_layer = self._cache_size
         counter = env.counter
+        missed_at = -1  # the txn id at which the layer was seen not to hold it
         if (
             use_layer
             and counter.offset is not None  # None in a forked child until reopened
             and _read_u64(counter.mapped, counter.offset)[0] == layer.known_txn  # type: ignore[arg-type]
         ):
             # Nothing was committed since the layer was last known current.
+            missed_at = layer.known_txn
             entry = layer.hit(self._codec_key, encoded)
             if entry is not None:
                 if not self._readonly and encoded not in env._pending:
@@ -464,7 +466,11 @@ class PersistDict(dict):  # type: ignore[type-arg]
                         txn_id == layer.known_txn + 1 and env.only_atimes(txn),
                     )
                     env.counter.observe(txn_id)
-                entry = layer.get(self._codec_key, txn_id, encoded)
+                entry = (
+                    None  # already looked up at this very commit
+                    if txn_id == missed_at
+                    else layer.get(self._codec_key, txn_id, encoded)
+                )
                 if entry is not None:
                     if not self._readonly and encoded not in env._pending:
                         env.touch(encoded, time.time())

@@ -23,6 +23,10 @@ def test_a_hit_entry_survives_the_next_eviction() -> None:
     assert set(cache) == {b"a", b"c", b"d"}
     cache[b"e"] = (b"e", b"", True)  # "a" had its second chance: now "c" goes
     assert set(cache) == {b"a", b"d", b"e"}
+    assert set(cache.entries) == {b"a", b"d", b"e"}
+    cache.forget(b"a")
+    cache.clear()
+    assert cache.entries == {}
     assert layer.get("codec", 6, b"a") is None  # not known current at txn 6
 
 
@@ -42,6 +46,7 @@ def test_never_larger_than_maxsize_and_holds_recent_inserts(
             exact[key] = number
             exact.move_to_end(key)
         assert len(cache) <= 4
+        assert set(cache.entries) == set(cache)  # the lock-free mirror is exact
         if not is_read:
             assert key in cache  # what was just stored is held
     for key in cache:

@@ -22,10 +22,9 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from cachetools import Cache, LRUCache
+from cachetools import LRUCache
 
 _MAX_SEEN = 1 << 16
-_peek = Cache.__getitem__  # a lookup that leaves the LRU order alone
 
 
 class _SecondChanceLRU(LRUCache[bytes, "LayerEntry"]):
@@ -40,6 +39,18 @@ class _SecondChanceLRU(LRUCache[bytes, "LayerEntry"]):
     def __init__(self, maxsize: int) -> None:
         super().__init__(maxsize)
         self.referenced: set[bytes] = set()
+        # The held entries again, in a plain dict: a hit is one dict lookup.
+        # Kept in step by __setitem__ and __delitem__ (all removals go through
+        # it: pop, popitem, clear), which run under the layer's lock.
+        self.entries: dict[bytes, LayerEntry] = {}
+
+    def __setitem__(self, key: bytes, value: LayerEntry) -> None:
+        super().__setitem__(key, value)
+        self.entries[key] = value
+
+    def __delitem__(self, key: bytes) -> None:
+        super().__delitem__(key)
+        self.entries.pop(key, None)
 
     def popitem(self) -> tuple[bytes, LayerEntry]:
         referenced = self.referenced
@@ -59,6 +70,7 @@ class _SecondChanceLRU(LRUCache[bytes, "LayerEntry"]):
     def clear(self) -> None:
         self.referenced.clear()  # first: no second chances while emptying
         super().clear()
+
 
 __all__ = ["LayerEntry", "MemoryLayer"]
 
@@ -115,16 +127,14 @@ class MemoryLayer:
         cache = self._caches.get(codec_key)
         if cache is None:
             return None
-        # No lock: a hit changes nothing but the ``referenced`` set; the peek is
-        # one dict lookup and the add one set operation, each atomic. A hit that
+        # No lock: a hit changes nothing but the ``referenced`` set; the lookup
+        # is one dict lookup and the add one set operation, each atomic. A hit that
         # races with the eviction of its entry gets the value or a miss, either
         # right; it may leave the id marked, which costs that id one extra pass
         # through the eviction clock later.
-        try:
-            entry: LayerEntry = _peek(cache, entry_id)
-        except KeyError:  # a miss: the caller reads LMDB
-            return None
-        cache.referenced.add(entry_id)
+        entry = cache.entries.get(entry_id)
+        if entry is not None:
+            cache.referenced.add(entry_id)
         return entry
 
     def validate(self, txn_id: int, only_atimes: bool) -> None:

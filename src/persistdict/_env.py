@@ -133,10 +133,6 @@ class CommitCounter:
             lock_format = self._u32(self.mapped, 4)[0]
             self._known = self._KNOWN.get((platform.machine(), lock_format))
 
-    def read(self) -> int:
-        """The last committed transaction id; only while ``offset`` is set."""
-        return int(self._u64(self.mapped, self.offset)[0])  # type: ignore[arg-type]
-
     def observe(self, txn_id: int) -> None:
         """Check (or learn) the offset against a real transaction's id."""
         mapped = self.mapped

@@ -13,6 +13,7 @@ import logging
 import os
 import pickle
 import stat
+import struct
 import subprocess
 import sys
 import textwrap
@@ -48,19 +49,28 @@ def _raw_edit(path: Path, edit: Callable[[Any, dict[str, Any]], None]) -> None:
     """Change a (closed) store with py-lmdb directly, as an attacker would."""
     env = lmdb.open(str(path), max_dbs=8)
     try:
-        dbs = {name: env.open_db(name.encode()) for name in ("values", "meta", "order")}
+        dbs = {name: env.open_db(name.encode()) for name in ("values", "atimes", "order")}
         with env.begin(write=True) as txn:
             edit(txn, dbs)
     finally:
         env.close()
 
 
+# A row of the values database: a metadata header (flags, seq, ctime, written and
+# three lengths, then what they measure: nothing for a str key), then the record.
+_ROW_HEADER = struct.Struct("<BQddIHI")
+
+
 def _records(path: Path) -> dict[bytes, bytes]:
+    """Each entry's record (its row without the metadata)."""
     env = lmdb.open(str(path), max_dbs=8, readonly=True)
     try:
         values = env.open_db(b"values", create=False)
         with env.begin() as txn:
-            return dict(txn.cursor(db=values))
+            return {
+                entry_id: row[_ROW_HEADER.size + sum(_ROW_HEADER.unpack_from(row)[4:]) :]
+                for entry_id, row in txn.cursor(db=values)
+            }
     finally:
         env.close()
 
@@ -270,12 +280,13 @@ def test_a_planted_pickle_is_never_unpickled_with_a_secret(
     evil = pickle.dumps(Evil(marker))
 
     def plant(txn: Any, dbs: dict[str, Any]) -> None:
-        record = txn.get(b"\x01k", db=dbs["values"])
+        row = txn.get(b"\x01k", db=dbs["values"])
+        header = row[: _ROW_HEADER.size]
         if how == "keep-signature":  # the attacker cannot sign: keeps the old MAC
-            new = record[:33] + evil
+            new = row[: _ROW_HEADER.size + 33] + evil
         elif how == "unsigned-record":  # downgrade to an unsigned, checksummed record
-            new = b"\x00" + xxhash.xxh3_64_digest(evil, seed=2) + evil
-        else:  # a validly signed record of another key, moved under this one
+            new = header + b"\x00" + xxhash.xxh3_64_digest(evil, seed=2) + evil
+        else:  # a validly signed row of another key, moved under this one
             new = txn.get(b"\x01planted", db=dbs["values"])
         txn.put(b"\x01k", new, db=dbs["values"])
 
@@ -301,8 +312,9 @@ def test_without_a_secret_write_access_is_code_execution(tmp_path: Path) -> None
     evil = pickle.dumps(Evil(marker))
 
     def plant(txn: Any, dbs: dict[str, Any]) -> None:
+        header = txn.get(b"\x01k", db=dbs["values"])[: _ROW_HEADER.size]
         record = b"\x00" + xxhash.xxh3_64_digest(evil, seed=2) + evil
-        txn.put(b"\x01k", record, db=dbs["values"])
+        txn.put(b"\x01k", header + record, db=dbs["values"])
 
     _raw_edit(path, plant)
     with PersistDict(path) as d:
@@ -381,9 +393,16 @@ def test_a_planted_key_pickle_is_never_unpickled_with_a_secret(tmp_path: Path) -
     evil = pickle.dumps(Evil(marker))
 
     def plant(txn: Any, dbs: dict[str, Any]) -> None:
-        for entry_id, raw in list(txn.cursor(db=dbs["meta"])):
-            # header (<QddQBI, 37 bytes; flags bit 0: an original key follows)
-            txn.put(entry_id, raw[:37] + evil, db=dbs["meta"])
+        for entry_id, row in list(txn.cursor(db=dbs["values"])):
+            flags, seq, ctime, written, full, note, original = _ROW_HEADER.unpack_from(
+                row
+            )
+            assert flags & 1  # bit 0: the original key's bytes follow
+            start = _ROW_HEADER.size + full + note
+            record = row[start + original :]
+            header = _ROW_HEADER.pack(flags, seq, ctime, written, full, note, len(evil))
+            new = header + row[_ROW_HEADER.size : start] + evil + record
+            txn.put(entry_id, new, db=dbs["values"])
 
     _raw_edit(path, plant)
     with PersistDict(path, secret=SECRET) as d:

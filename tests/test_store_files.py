@@ -83,6 +83,26 @@ def test_foreign_lmdb_environment_is_not_taken_over(tmp_path: Path) -> None:
     env.close()
 
 
+def test_store_of_an_earlier_format_is_refused_untouched(tmp_path: Path) -> None:
+    # Format 1 kept metadata in a database of its own, named "meta".
+    path = tmp_path / "old"
+    env = lmdb.open(str(path), mode=0o700, max_dbs=8)
+    with env.begin(write=True) as txn:
+        for name in (b"values", b"meta", b"order", b"internal", b"settings"):
+            env.open_db(name, txn=txn)
+    values = env.open_db(b"values")
+    with env.begin(write=True) as txn:
+        txn.put(b"\x01k", b"an old row", db=values)
+    env.close()
+    with pytest.raises(StoreCorruptedError, match="store format 1.*delete"):
+        PersistDict(path)
+    env = lmdb.open(str(path), max_dbs=8)
+    with env.begin() as txn:
+        assert txn.get(b"\x01k", db=env.open_db(b"values", txn=txn)) == b"an old row"
+        assert txn.get(b"atimes") is None  # nothing was created
+    env.close()
+
+
 def test_store_writable_by_others_is_refused(store_path: Path) -> None:
     with PersistDict(store_path) as d:
         d["a"] = 1

@@ -76,7 +76,7 @@ from ._env import (
     _check_ownership,
 )
 from ._exceptions import PersistDictError, SignatureError
-from ._meta import unpack_meta
+from ._meta import MetaRecord, unpack_atime, unpack_row
 
 __all__ = ["main"]
 
@@ -314,13 +314,14 @@ class Entry:
         return out
 
 
-def _entry(entry_id: bytes, raw: bytes, expire_seconds: float, now: float) -> Entry:
-    meta = unpack_meta(raw)
+def _entry(
+    entry_id: bytes, meta: MetaRecord, atime: float, expire_seconds: float, now: float
+) -> Entry:
     encoded = meta.full if entry_id[:1] == HASHED and meta.full else entry_id
     text, value = describe_key(encoded)
-    expired = bool(expire_seconds) and now - meta.atime > expire_seconds
+    expired = bool(expire_seconds) and now - atime > expire_seconds
     str_key = value if encoded[:1] == bytes([_T_STR]) else None
-    entry = Entry(text, value, str_key, meta.size, meta.ctime, meta.atime, expired)
+    entry = Entry(text, value, str_key, meta.size, meta.ctime, atime, expired)
     if str_key is not None:
         match = _MEMO_KEY.fullmatch(str_key)
         if match:
@@ -382,7 +383,8 @@ class Store:
         out: list[Entry] = []
         position: bytes | None = None
 
-        def batch(txn: Txn) -> list[tuple[bytes, bytes, bytes | None]]:
+        def batch(txn: Txn) -> list[tuple[bytes, bytes, MetaRecord | None, float]]:
+            # Rows are buffers here: their metadata is unpacked, values not copied.
             cursor = txn.cursor(db=env.order)
             if position is None:
                 ok = cursor.first()
@@ -390,23 +392,29 @@ class Store:
                 ok = cursor.set_range(position)
                 if ok and cursor.key() == position:
                     ok = cursor.next()
-            rows: list[tuple[bytes, bytes, bytes | None]] = []
+            rows: list[tuple[bytes, bytes, MetaRecord | None, float]] = []
             while ok and len(rows) < _SCAN_BATCH:
-                seq_key, entry_id = cursor.item()
-                rows.append((seq_key, entry_id, txn.get(entry_id, db=env.meta)))
+                seq_key, entry_id = bytes(cursor.key()), bytes(cursor.value())
+                row = txn.get(entry_id, db=env.values)
+                meta = None if row is None else unpack_row(row)
+                atime = 0.0 if meta is None else meta.written
+                flushed = txn.get(entry_id, db=env.atimes)
+                if flushed is not None:
+                    atime = max(atime, unpack_atime(flushed))
+                rows.append((seq_key, entry_id, meta, atime))
                 ok = cursor.next()
             return rows
 
         try:
             while True:
-                rows = env.read(batch)
+                rows = env.read(batch, buffers=True)
                 if not rows:
                     break
                 position = rows[-1][0]
-                for _seq, entry_id, raw in rows:
-                    if raw is None:
+                for _seq, entry_id, meta, atime in rows:
+                    if meta is None:
                         continue
-                    entry = _entry(entry_id, raw, expire_seconds, now)
+                    entry = _entry(entry_id, meta, atime, expire_seconds, now)
                     if include_expired or not entry.expired:
                         out.append(entry)
                 progress.add(len(rows))
@@ -547,7 +555,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
         def pages(txn: Txn) -> int:
             used = 0
-            for db in (None, env.values, env.meta, env.order, env.internal):
+            for db in (None, env.values, env.atimes, env.order, env.internal):
                 st = txn.stat(db) if db is not None else env.env.stat()
                 used += st["branch_pages"] + st["leaf_pages"] + st["overflow_pages"]
             return used

@@ -233,27 +233,29 @@ class Codec:
             return b"\x00" + _xxh64(payload, len(entry_id)) + payload
         return b"\x01" + self._sign(entry_id, payload) + payload
 
-    def open(self, entry_id: bytes, record: bytes) -> bytes:
-        """The payload of a record, after its checksum or signature verified."""
-        if self._secret is None and record and record[0] == 0:  # the common case
-            payload = record[9:]
-            if record[1:9] == _xxh64(payload, len(entry_id)):
+    def open(self, entry_id: bytes, record: bytes, start: int = 0) -> bytes:
+        """The payload of the record at ``record[start:]``, after its checksum or
+        signature verified (``start`` skips a row's metadata without a copy)."""
+        if self._secret is None and len(record) > start and record[start] == 0:
+            payload = record[start + 9 :]  # the common case
+            if record[start + 1 : start + 9] == _xxh64(payload, len(entry_id)):
                 return payload
-        return self._open_checked(entry_id, record)
+        return self._open_checked(entry_id, record, start)
 
-    def _open_checked(self, entry_id: bytes, record: bytes) -> bytes:
-        flag = record[0] if record else -1
+    def _open_checked(self, entry_id: bytes, record: bytes, start: int) -> bytes:
+        flag = record[start] if len(record) > start else -1
         if flag == _F_CHECKSUM and self._secret is None:
-            payload = record[9:]
-            if record[1:9] == _xxh64(payload, len(entry_id)):
+            payload = record[start + 9 :]
+            if record[start + 1 : start + 9] == _xxh64(payload, len(entry_id)):
                 return payload
             raise SignatureError(
                 "a stored record failed its checksum: the store's file was "
                 "damaged or changed outside persistdict; delete the entry"
             )
         if flag == _F_SIGNED and self._secret is not None:
-            payload = record[33:]
-            if hmac.compare_digest(record[1:33], self._sign(entry_id, payload)):
+            payload = record[start + 33 :]
+            signature = record[start + 1 : start + 33]
+            if hmac.compare_digest(signature, self._sign(entry_id, payload)):
                 return payload
             raise SignatureError(
                 "a stored record failed its signature check and was not "

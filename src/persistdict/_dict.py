@@ -36,12 +36,17 @@ from ._env import Env, Txn, acquire_env, release_env
 from ._exceptions import PersistDictError, ReadOnlyError, StoreClosedError
 from ._memory import LayerEntry
 from ._meta import (
+    HEADER_SIZE,
+    Buffer,
     EntryMetadata,
     MetaRecord,
-    meta_atime,
-    pack_meta,
+    pack_row,
+    record_start,
+    row_seq,
+    row_written,
     to_datetime,
-    unpack_meta,
+    unpack_atime,
+    unpack_row,
 )
 
 __all__ = ["PersistDict"]
@@ -75,10 +80,11 @@ class _Row(NamedTuple):
 class _Batch(NamedTuple):
     """What one read transaction of an iteration took from the store."""
 
-    ids: list[bytes]
+    ids: list[bytes]  # of the visible entries
     keys: list[Any] | None  # when every key could be rebuilt from its id
-    metas: list[bytes | None]  # otherwise: raw metadata (b"": not needed)
-    records: list[bytes | None]  # with values=True
+    originals: list[tuple[bytes, bytes | None] | None]  # otherwise: how to rebuild
+    records: list[tuple[bytes, int]]  # with values=True: (row, record start)
+    read: int  # order entries read (fewer than _BATCH: the last batch)
     last: bytes  # where the next batch starts
 
 
@@ -329,25 +335,36 @@ class PersistDict(dict):  # type: ignore[type-arg]
             return (value, b"", True)
         return (None, payload, False)
 
-    def _expired(self, env: Env, entry_id: bytes, raw_meta: bytes, now: float) -> bool:
-        atime = meta_atime(raw_meta)
-        if now - atime <= self._expire_seconds:
-            return False
-        return now - env.pending_atime(entry_id) > self._expire_seconds
+    def _atime(self, env: Env, txn: Txn, entry_id: bytes, row: Buffer) -> float:
+        """When the entry was last read or written, as far as this process knows:
+        its row's write time, the reads flushed to ``atimes``, pending reads."""
+        atime = row_written(row)
+        flushed = txn.get(entry_id, db=env.atimes)
+        if flushed is not None:
+            atime = max(atime, unpack_atime(flushed))
+        return max(atime, env.pending_atime(entry_id))
 
-    def _find(self, env: Env, txn: Txn, encoded: bytes) -> tuple[bytes, bytes] | None:
-        """(id, raw metadata) of the entry for ``encoded``, expired or not."""
+    def _expired(
+        self, env: Env, txn: Txn, entry_id: bytes, row: Buffer, now: float
+    ) -> bool:
+        if now - row_written(row) <= self._expire_seconds:
+            return False
+        return now - self._atime(env, txn, entry_id, row) > self._expire_seconds
+
+    def _find(self, env: Env, txn: Txn, encoded: bytes) -> tuple[bytes, Buffer] | None:
+        """(id, row) of the entry for ``encoded``, expired or not."""
         if len(encoded) <= MAX_ID:
-            raw = txn.get(encoded, db=env.meta)
-            return None if raw is None else (encoded, raw)
+            row = txn.get(encoded, db=env.values)
+            return None if row is None else (encoded, row)
         prefix = HASHED + long_key_digest(encoded)
-        cursor = txn.cursor(db=env.meta)
+        cursor = txn.cursor(db=env.values)
         if cursor.set_range(prefix):
-            for entry_id, raw in cursor:
+            for key, row in cursor:
+                entry_id = bytes(key)  # a buffer in a transaction with buffers
                 if not entry_id.startswith(prefix):
                     break
-                if unpack_meta(raw).full == encoded:
-                    return entry_id, raw
+                if unpack_row(row).full == encoded:
+                    return entry_id, row
         return None
 
     def _new_id(self, env: Env, txn: Txn, encoded: bytes) -> bytes:
@@ -356,17 +373,17 @@ class PersistDict(dict):  # type: ignore[type-arg]
         prefix = HASHED + long_key_digest(encoded)
         for counter in range(256):
             candidate = prefix + bytes([counter])
-            if txn.get(candidate, db=env.meta) is None:
+            if txn.get(candidate, db=env.values) is None:
                 return candidate
         raise PersistDictError(
             "more than 256 long keys share one 128-bit hash in this store"
         )
 
-    def _remove(self, env: Env, txn: Txn, entry_id: bytes, raw: bytes) -> None:
-        seq = unpack_meta(raw).seq
+    def _remove(self, env: Env, txn: Txn, entry_id: bytes, seq: int) -> None:
+        """Delete an entry's rows (``seq``: its place in the order database)."""
         txn.delete(entry_id, db=env.values)
-        txn.delete(entry_id, db=env.meta)
         txn.delete(_u64.pack(seq), db=env.order)
+        txn.delete(entry_id, db=env.atimes)
 
     def _next_seq(self, env: Env, txn: Txn) -> int:
         cursor = txn.cursor(db=env.order)
@@ -389,20 +406,20 @@ class PersistDict(dict):  # type: ignore[type-arg]
         if (
             found is not None
             and self._expire_seconds
-            and self._expired(env, found[0], found[1], now)
+            and self._expired(env, txn, found[0], found[1], now)
         ):
-            self._remove(env, txn, *found)  # an expired entry is a missing key
+            # An expired entry is a missing key.
+            self._remove(env, txn, found[0], row_seq(found[1]))
             found = None
         if found is not None:
-            entry_id, raw = found
-            old = unpack_meta(raw)
-            record = self._codec.seal(entry_id, payload)
+            entry_id = found[0]
+            old = unpack_row(found[1])
             # As in a dict, the first key object stored is kept, and its place.
-            meta = pack_meta(
+            row = pack_row(
                 old.seq,
                 old.ctime,
                 now,
-                len(record),
+                self._codec.seal(entry_id, payload),
                 old.full,
                 old.original,
                 old.note if note is None else note,
@@ -412,10 +429,9 @@ class PersistDict(dict):  # type: ignore[type-arg]
             seq = self._next_seq(env, txn)
             full = encoded if entry_id != encoded else None
             record = self._codec.seal(entry_id, payload)
-            meta = pack_meta(seq, now, now, len(record), full, original(), note)
-            txn.put(_u64.pack(seq), entry_id, db=env.order)
-        txn.put(entry_id, record, db=env.values)
-        txn.put(entry_id, meta, db=env.meta)
+            row = pack_row(seq, now, now, record, full, original(), note)
+            txn.put(_u64.pack(seq), entry_id, db=env.order, append=True)
+        txn.put(entry_id, row, db=env.values)
         return entry_id
 
     # -- reading -----------------------------------------------------------------
@@ -483,7 +499,9 @@ class PersistDict(dict):  # type: ignore[type-arg]
         if encoded not in env._pending and not self._readonly:
             env.touch(encoded, time.time())
         try:
-            payload = self._codec.open(encoded, record)
+            payload = self._codec.open(
+                encoded, record, record_start(record) if record[0] else HEADER_SIZE
+            )
         except PersistDictError:
             logger.error("record for key %r in %s did not verify", key, self._path)
             raise
@@ -494,10 +512,10 @@ class PersistDict(dict):  # type: ignore[type-arg]
             )
         return value
 
-    def _open_record(self, key: Any, entry_id: bytes, record: bytes) -> bytes:
-        """The payload of a record, its checksum or signature verified."""
+    def _open_row(self, key: Any, entry_id: bytes, row: Buffer) -> bytes:
+        """The payload of a row's record, its checksum or signature verified."""
         try:
-            return self._codec.open(entry_id, record)
+            return self._codec.open(entry_id, bytes(row), record_start(row))
         except PersistDictError:
             logger.error("record for key %r in %s did not verify", key, self._path)
             raise
@@ -506,21 +524,20 @@ class PersistDict(dict):  # type: ignore[type-arg]
         """``_read`` for a store with expiration, or a key stored under its hash."""
         now = time.time()
 
-        def fn(txn: Txn) -> tuple[bytes, bytes] | None:
+        def fn(txn: Txn) -> tuple[bytes, Buffer] | None:
             found = self._find(env, txn, encoded)
             if found is None or (
-                self._expire_seconds and self._expired(env, *found, now)
+                self._expire_seconds and self._expired(env, txn, *found, now)
             ):
                 return None
-            record = txn.get(found[0], db=env.values)
-            return None if record is None else (found[0], record)
+            return found
 
-        row = env.read(fn)
-        if row is None:
+        found = env.read(fn)
+        if found is None:
             return _MISSING
         if not self._readonly:
-            env.touch(row[0], now)
-        return self._codec.loads(self._open_record(key, *row))
+            env.touch(found[0], now)
+        return self._codec.loads(self._open_row(key, *found))
 
     def __getitem__(self, key: Any) -> Any:
         value = self._read(key)
@@ -542,9 +559,10 @@ class PersistDict(dict):  # type: ignore[type-arg]
             encoded = self._encode(key)
         if not self._expire_seconds and len(encoded) <= MAX_ID:
             # The common case written out: one get in one read transaction.
-            txn = env.begin_read()
+            # (A buffer read: the value is not copied just to be dropped.)
+            txn = env.begin_read(buffers=True)
             try:
-                return txn.get(encoded, db=env.meta) is not None
+                return txn.get(encoded, db=env.values) is not None
             finally:
                 env.end_read(txn)
         now = time.time()
@@ -553,9 +571,11 @@ class PersistDict(dict):  # type: ignore[type-arg]
             found = self._find(env, txn, encoded)
             if found is None:
                 return False
-            return not (self._expire_seconds and self._expired(env, *found, now))
+            return not (
+                self._expire_seconds and self._expired(env, txn, *found, now)
+            )
 
-        return env.read(fn)
+        return env.read(fn, buffers=True)
 
     def __len__(self) -> int:
         env = self._live()
@@ -566,11 +586,11 @@ class PersistDict(dict):  # type: ignore[type-arg]
         def count(txn: Txn) -> int:
             return sum(
                 1
-                for entry_id, raw in txn.cursor(db=env.meta)
-                if not self._expired(env, entry_id, raw, now)
+                for entry_id, row in txn.cursor(db=env.values)
+                if not self._expired(env, txn, bytes(entry_id), row, now)
             )
 
-        return env.read(count)
+        return env.read(count, buffers=True)
 
     def metadata(self, key: Any) -> EntryMetadata:
         """Creation time, last access time and stored size of ``key``'s entry.
@@ -581,28 +601,28 @@ class PersistDict(dict):  # type: ignore[type-arg]
         encoded = self._encode(key)
         now = time.time()
 
-        def fn(txn: Txn) -> tuple[bytes, bytes] | None:
+        def fn(txn: Txn) -> tuple[MetaRecord, float] | None:
             found = self._find(env, txn, encoded)
             if found is None or (
-                self._expire_seconds and self._expired(env, *found, now)
+                self._expire_seconds and self._expired(env, txn, *found, now)
             ):
                 return None
-            return found
+            return unpack_row(found[1]), self._atime(env, txn, *found)
 
-        found = env.read(fn)
+        found = env.read(fn, buffers=True)
         if found is None:
             raise KeyError(key)
-        meta = unpack_meta(found[1])
-        atime = max(meta.atime, env.pending_atime(found[0]))
+        meta, atime = found
         return EntryMetadata(to_datetime(meta.ctime), to_datetime(atime), meta.size)
 
     # -- iteration ---------------------------------------------------------------
 
     def _batches(
         self, *, reverse: bool = False, values: bool = False
-    ) -> Iterator[tuple[list[Any], list[bytes], list[bytes | None]]]:
+    ) -> Iterator[tuple[list[Any], list[bytes], list[tuple[bytes, int]]]]:
         """Visible entries in insertion order: (keys, ids, records) per batch,
-        one read transaction per batch (records only with ``values``).
+        one read transaction per batch (records, as (row, record start), only
+        with ``values``).
 
         No transaction is held while the caller works on a batch, so a slow
         consumer never pins old pages nor blocks a resize. Entries added or
@@ -612,8 +632,12 @@ class PersistDict(dict):  # type: ignore[type-arg]
         position: bytes | None = None
         now = time.time()
         expire = self._expire_seconds
-        # Without expiration, a str or bytes key is its own id: no metadata read.
-        from_id = _FROM_ID if not expire and self._key_loads is None else frozenset()
+        # str and bytes keys are their own ids: rebuilt without reading the row.
+        from_id = _FROM_ID if self._key_loads is None else frozenset()
+        # Keys only, without expiration: the order database may be all it takes.
+        direct = bool(from_id) and not expire and not values
+        # Otherwise rows are read for their metadata: as buffers, not copies.
+        buffers = not direct
 
         def batch(txn: Txn) -> _Batch:
             cursor = txn.cursor(db=env.order)
@@ -627,17 +651,15 @@ class PersistDict(dict):  # type: ignore[type-arg]
                 if ok and cursor.key() == position:
                     ok = cursor.next()
             if not ok:
-                return _Batch([], None, [], [], b"")
+                return _Batch([], None, [], [], 0, b"")
             rows = (cursor.iterprev if reverse else cursor.iternext)(keys=False)
             ids = list(itertools.islice(rows, _BATCH))
-            last = cursor.key()  # the islice stopped on the last id it took
-            get = txn.get
-            records: list[bytes | None] = (
-                [get(entry_id, db=env.values) for entry_id in ids] if values else []
-            )
-            if from_id:
-                # The common case, in one comprehension: str and bytes keys are
-                # their own ids (decoding runs no user code: fine in the txn).
+            last = bytes(cursor.key())  # the islice stopped on the last id it took
+            if buffers:
+                ids = [bytes(entry_id) for entry_id in ids]
+            if direct:
+                # The common case, in one comprehension (decoding runs no user
+                # code: fine in the transaction).
                 try:
                     keys = [
                         entry_id[1:].decode()
@@ -650,41 +672,49 @@ class PersistDict(dict):  # type: ignore[type-arg]
                 except UnicodeDecodeError:  # a str key with lone surrogates
                     keys = [_NEEDS_META]
                 if _NEEDS_META not in keys:
-                    return _Batch(ids, keys, [], records, last)
-            meta_db = env.meta
-            metas = [
-                b"" if entry_id[0] in from_id else get(entry_id, db=meta_db)
-                for entry_id in ids
-            ]
-            return _Batch(ids, None, metas, records, last)
+                    return _Batch(ids, keys, [], [], len(ids), last)
+            get = txn.get
+            values_db = env.values
+            visible: list[bytes] = []
+            originals: list[tuple[bytes, bytes | None] | None] = []
+            records: list[tuple[bytes, int]] = []
+            for entry_id in ids:
+                row = get(entry_id, db=values_db)
+                if row is None or (
+                    expire and self._expired(env, txn, entry_id, row, now)
+                ):
+                    continue
+                if entry_id[0] in from_id:
+                    originals.append(None)
+                    start = record_start(row)
+                else:
+                    meta = unpack_row(row)
+                    originals.append((meta.full or entry_id, meta.original))
+                    start = meta.start
+                visible.append(entry_id)
+                if values:
+                    records.append((bytes(row), start))
+            return _Batch(visible, None, originals, records, len(ids), last)
 
         while True:
-            all_ids, direct_keys, metas, records, position = env.read(batch)
-            if not all_ids:
-                return
+            batch_ids, direct_keys, originals, records, read, position = env.read(
+                batch, buffers
+            )
             if direct_keys is not None:
-                yield direct_keys, all_ids, records
+                if direct_keys:
+                    yield direct_keys, batch_ids, records
             else:
-                keys, ids, kept = [], [], []
-                for index, (entry_id, raw) in enumerate(
-                    zip(all_ids, metas, strict=True)
-                ):
-                    if raw is None:
-                        continue
-                    if not raw:
-                        key = decode_key(entry_id, None)
-                    elif expire and self._expired(env, entry_id, raw, now):
-                        continue
-                    else:
-                        meta = unpack_meta(raw)
-                        key = self._decode(meta.full or entry_id, meta.original)
-                    keys.append(key)
-                    ids.append(entry_id)
-                    if values:
-                        kept.append(records[index])
+                # Outside the transaction: a key_unserializer or an original
+                # key's unpickling may run user code.
+                keys = [
+                    decode_key(entry_id, None)
+                    if how is None
+                    else self._decode(*how)
+                    for entry_id, how in zip(batch_ids, originals, strict=True)
+                ]
                 if keys:
-                    yield keys, ids, kept
-            if len(all_ids) < _BATCH:
+                    yield keys, batch_ids, records
+            if read < _BATCH:
                 return
 
     def __iter__(self) -> Iterator[Any]:
@@ -698,9 +728,8 @@ class PersistDict(dict):  # type: ignore[type-arg]
     def _iter_items(self) -> Iterator[tuple[Any, Any]]:
         codec = self._codec
         for keys, ids, records in self._batches(values=True):
-            for key, entry_id, record in zip(keys, ids, records, strict=True):
-                if record is not None:
-                    yield key, codec.loads(codec.open(entry_id, record))
+            for key, entry_id, (row, start) in zip(keys, ids, records, strict=True):
+                yield key, codec.loads(codec.open(entry_id, row, start))
 
     def _iter_values(self) -> Iterator[Any]:
         for _key, value in self._iter_items():
@@ -804,7 +833,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
         env = self._live()
         encoded = self._encode(key)
         found = env.read(lambda txn: self._find(env, txn, encoded))
-        return None if found is None else unpack_meta(found[1]).note
+        return None if found is None else unpack_row(found[1]).note
 
     def _set_with_note(self, key: Any, value: Any, note: str) -> None:
         """``self[key] = value``, with a short text kept in the entry's metadata
@@ -845,21 +874,20 @@ class PersistDict(dict):  # type: ignore[type-arg]
         encoded = self._encode(key)
         now = time.time()
 
-        def fn(txn: Txn) -> tuple[bytes, bytes | None]:
+        def fn(txn: Txn) -> tuple[bytes, Buffer]:
             found = self._find(env, txn, encoded)
             if found is None or (
-                self._expire_seconds and self._expired(env, *found, now)
+                self._expire_seconds and self._expired(env, txn, *found, now)
             ):
                 raise _NotFound
-            record = txn.get(found[0], db=env.values) if want_value else None
-            self._remove(env, txn, *found)
-            return found[0], record
+            self._remove(env, txn, found[0], row_seq(found[1]))
+            return found
 
-        (entry_id, record), txn_id = env.write(fn)
+        (entry_id, row), txn_id = env.write(fn)
         env.layer.wrote(txn_id, {entry_id: None})
-        if record is None:
+        if not want_value:
             return None
-        return self._codec.loads(self._codec.open(entry_id, record))
+        return self._codec.loads(self._open_row(key, entry_id, row))
 
     def __delitem__(self, key: Any) -> None:
         try:
@@ -880,29 +908,29 @@ class PersistDict(dict):  # type: ignore[type-arg]
         env = self._writable()
         now = time.time()
 
-        def fn(txn: Txn) -> tuple[bytes, bytes, bytes | None]:
+        def fn(txn: Txn) -> tuple[bytes, bytes]:
             cursor = txn.cursor(db=env.order)
             ok = cursor.last()
             while ok:
                 entry_id = cursor.value()
-                raw = txn.get(entry_id, db=env.meta)
-                if raw is not None and not (
-                    self._expire_seconds and self._expired(env, entry_id, raw, now)
+                row = txn.get(entry_id, db=env.values)
+                if row is not None and not (
+                    self._expire_seconds
+                    and self._expired(env, txn, entry_id, row, now)
                 ):
-                    record = txn.get(entry_id, db=env.values)
-                    self._remove(env, txn, entry_id, raw)
-                    return entry_id, raw, record
+                    self._remove(env, txn, entry_id, row_seq(row))
+                    return entry_id, row
                 ok = cursor.prev()
             raise _NotFound
 
         try:
-            (entry_id, raw, record), txn_id = env.write(fn)
+            (entry_id, row), txn_id = env.write(fn)
         except _NotFound:
             raise KeyError("popitem(): dictionary is empty") from None
         env.layer.wrote(txn_id, {entry_id: None})
-        meta = unpack_meta(raw)
+        meta = unpack_row(row)
         key = self._decode(meta.full or entry_id, meta.original)
-        return key, self._codec.loads(self._codec.open(entry_id, record or b""))
+        return key, self._codec.loads(self._open_row(key, entry_id, row))
 
     def setdefault(self, key: Any, default: Any = None) -> Any:
         value = self._read(key)
@@ -913,21 +941,21 @@ class PersistDict(dict):  # type: ignore[type-arg]
         payload = self._dumps(key, default)
         now = time.time()
 
-        def fn(txn: Txn) -> tuple[bytes, bytes | None]:
+        def fn(txn: Txn) -> tuple[bytes, Buffer | None]:
             found = self._find(env, txn, encoded)
             if found is not None and not (
-                self._expire_seconds and self._expired(env, *found, now)
+                self._expire_seconds and self._expired(env, txn, *found, now)
             ):
                 # Another thread or process stored it meanwhile: keep theirs.
-                return found[0], txn.get(found[0], db=env.values)
+                return found
             entry_id = self._put(
                 env, txn, encoded, lambda: self._original(key, encoded), payload, now
             )
             return entry_id, None
 
-        (entry_id, record), txn_id = env.write(fn)
-        if record is not None:
-            return self._codec.loads(self._codec.open(entry_id, record))
+        (entry_id, row), txn_id = env.write(fn)
+        if row is not None:
+            return self._codec.loads(self._open_row(key, entry_id, row))
         env.layer.wrote(
             txn_id,
             {entry_id: (self._codec_key, self._layer_entry(default, payload))},
@@ -938,7 +966,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
         env = self._writable()
 
         def fn(txn: Txn) -> None:
-            for db in (env.values, env.meta, env.order):
+            for db in (env.values, env.atimes, env.order):
                 txn.drop(db, delete=False)
 
         _, txn_id = env.write(fn)
@@ -982,23 +1010,9 @@ class PersistDict(dict):  # type: ignore[type-arg]
         while True:
 
             def fn(txn: Txn, position: bytes = position) -> tuple[int, bytes | None]:
-                cursor = txn.cursor(db=env.meta)
-                count = seen = 0
-                ok = cursor.set_range(position) if position else cursor.first()
-                while ok and seen < 10_000:
-                    entry_id, raw = cursor.item()
-                    seen += 1
-                    if self._expired(env, entry_id, raw, now) and (
-                        match is None or match(entry_id, unpack_meta(raw))
-                    ):
-                        self._remove(env, txn, entry_id, raw)
-                        count += 1
-                        ok = cursor.set_range(entry_id)
-                        continue
-                    ok = cursor.next()
-                return count, cursor.key() if ok else None
+                return self._remove_expired(env, txn, position, 10_000, now, match)
 
-            (count, next_position), txn_id = env.write(fn)
+            (count, next_position), txn_id = env.write(fn, buffers=True)
             if count:
                 env.layer.wrote(txn_id, None)
             removed += count
@@ -1008,6 +1022,35 @@ class PersistDict(dict):  # type: ignore[type-arg]
         if removed and self._verbose:
             logger.debug("expired %d entries from %s", removed, self._path)
         return removed
+
+    def _remove_expired(
+        self,
+        env: Env,
+        txn: Txn,
+        position: bytes,
+        limit: int,
+        now: float,
+        match: Callable[[bytes, MetaRecord], bool] | None = None,
+    ) -> tuple[int, bytes | None]:
+        """In a write transaction with buffers: remove the expired entries (that
+        ``match`` accepts) among at most ``limit`` rows from ``position`` on;
+        return how many, and where to go on (None: the end)."""
+        cursor = txn.cursor(db=env.values)
+        count = seen = 0
+        ok = cursor.set_range(position) if position else cursor.first()
+        while ok and seen < limit:
+            entry_id = bytes(cursor.key())
+            row = cursor.value()  # a buffer: read before anything changes
+            seen += 1
+            if self._expired(env, txn, entry_id, row, now) and (
+                match is None or match(entry_id, unpack_row(row))
+            ):
+                self._remove(env, txn, entry_id, row_seq(row))
+                count += 1
+                ok = cursor.set_range(entry_id)
+                continue
+            ok = cursor.next()
+        return count, bytes(cursor.key()) if ok else None
 
     def expire(self) -> int:
         """Remove every entry not accessed for ``expiration_days``; return how many."""
@@ -1020,36 +1063,24 @@ class PersistDict(dict):  # type: ignore[type-arg]
         now = time.time()
 
         def fn(txn: Txn) -> tuple[int, bytes]:
-            raw_pos = txn.get(b"sweep-position", db=env.internal) or b""
-            cursor = txn.cursor(db=env.meta)
-            ok = cursor.set_range(raw_pos) if raw_pos else cursor.first()
-            count = seen = 0
-            while ok and seen < limit:
-                entry_id, raw = cursor.item()
-                seen += 1
-                if self._expired(env, entry_id, raw, now):
-                    self._remove(env, txn, entry_id, raw)
-                    count += 1
-                    ok = cursor.set_range(entry_id)
-                    continue
-                ok = cursor.next()
-            next_pos = cursor.key() if ok else b""
-            if next_pos != raw_pos:
+            raw_pos = bytes(txn.get(b"sweep-position", db=env.internal) or b"")
+            count, next_pos = self._remove_expired(env, txn, raw_pos, limit, now)
+            if (next_pos or b"") != raw_pos:
                 txn.put(b"sweep-position", next_pos or b"\x00", db=env.internal)
-            return count, next_pos
+            return count, next_pos or b""
 
         def nothing_to_do(txn: Txn) -> bool:
-            entries = int(txn.stat(env.meta)["entries"])
+            entries = int(txn.stat(env.values)["entries"])
             if entries > limit:
                 return False
             return not any(
-                self._expired(env, entry_id, raw, now)
-                for entry_id, raw in txn.cursor(db=env.meta)
+                self._expired(env, txn, bytes(entry_id), row, now)
+                for entry_id, row in txn.cursor(db=env.values)
             )
 
-        if env.read(nothing_to_do):
+        if env.read(nothing_to_do, buffers=True):
             return
-        (count, _pos), txn_id = env.write(fn)
+        (count, _pos), txn_id = env.write(fn, buffers=True)
         if count:
             env.layer.wrote(txn_id, None)
             logger.debug("swept %d expired entries from %s at open", count, self._path)
@@ -1058,22 +1089,25 @@ class PersistDict(dict):  # type: ignore[type-arg]
 
     def _prefix_rows(
         self, txn: Txn, env: Env, prefix: str
-    ) -> Iterator[tuple[bytes, bytes, str]]:
-        """(id, raw meta, key) of entries whose str key starts with ``prefix``."""
+    ) -> Iterator[tuple[bytes, Buffer, str]]:
+        """(id, row, key) of entries whose str key starts with ``prefix`` (rows
+        are buffers in a transaction with buffers: valid until the next change)."""
         start = b"\x01" + prefix.encode("utf-8", "surrogatepass")
-        cursor = txn.cursor(db=env.meta)
+        cursor = txn.cursor(db=env.values)
         ok = cursor.set_range(start)
         while ok:
-            entry_id, raw = cursor.item()
+            entry_id = bytes(cursor.key())
             if not entry_id.startswith(start):
                 break
-            yield entry_id, raw, entry_id[1:].decode("utf-8", "surrogatepass")
+            key = entry_id[1:].decode("utf-8", "surrogatepass")
+            yield entry_id, cursor.value(), key
             ok = cursor.next()
         if cursor.set_range(HASHED):
-            for entry_id, raw in cursor:
-                full = unpack_meta(raw).full
+            for entry_id, row in cursor:
+                full = unpack_row(row).full
                 if full is not None and full.startswith(start):
-                    yield entry_id, raw, full[1:].decode("utf-8", "surrogatepass")
+                    key = full[1:].decode("utf-8", "surrogatepass")
+                    yield bytes(entry_id), row, key
 
     def _visible_prefix_keys(
         self, prefix: str, collect: Callable[[Iterator[str]], _T]
@@ -1088,11 +1122,11 @@ class PersistDict(dict):  # type: ignore[type-arg]
         def fn(txn: Txn) -> _T:
             return collect(
                 key
-                for entry_id, raw, key in self._prefix_rows(txn, env, prefix)
-                if not (expire and self._expired(env, entry_id, raw, now))
+                for entry_id, row, key in self._prefix_rows(txn, env, prefix)
+                if not (expire and self._expired(env, txn, entry_id, row, now))
             )
 
-        return env.read(fn)
+        return env.read(fn, buffers=True)
 
     def _keys_with_prefix(self, prefix: str) -> list[str]:
         """Visible str keys starting with ``prefix`` (in key order)."""
@@ -1109,9 +1143,12 @@ class PersistDict(dict):  # type: ignore[type-arg]
         env = self._writable()
 
         def fn(txn: Txn) -> int:
-            rows = list(self._prefix_rows(txn, env, prefix))
-            for entry_id, raw, _key in rows:
-                self._remove(env, txn, entry_id, raw)
+            rows = [
+                (entry_id, row_seq(row))
+                for entry_id, row, _key in self._prefix_rows(txn, env, prefix)
+            ]
+            for entry_id, seq in rows:
+                self._remove(env, txn, entry_id, seq)
             return len(rows)
 
         count, txn_id = env.write(fn)
@@ -1131,30 +1168,30 @@ class PersistDict(dict):  # type: ignore[type-arg]
     def _get_many(self, keys: Iterable[Any], default: Any = None) -> list[Any]:
         """The values of ``keys`` read in one transaction (``default`` if missing)."""
         env = self._live()
+        keys = list(keys)
         encoded_keys = [self._encode(key) for key in keys]
         now = time.time()
 
-        def fn(txn: Txn) -> list[tuple[bytes, bytes] | None]:
-            out: list[tuple[bytes, bytes] | None] = []
+        def fn(txn: Txn) -> list[tuple[bytes, Buffer] | None]:
+            out: list[tuple[bytes, Buffer] | None] = []
             for encoded in encoded_keys:
                 found = self._find(env, txn, encoded)
                 if found is None or (
-                    self._expire_seconds and self._expired(env, *found, now)
+                    self._expire_seconds and self._expired(env, txn, *found, now)
                 ):
                     out.append(None)
                     continue
-                record = txn.get(found[0], db=env.values)
-                out.append(None if record is None else (found[0], record))
+                out.append(found)
             return out
 
         results = []
-        for row in env.read(fn):
-            if row is None:
+        for key, found in zip(keys, env.read(fn), strict=True):
+            if found is None:
                 results.append(default)
             else:
                 if not self._readonly:
-                    env.touch(row[0], now)
-                results.append(self._codec.loads(self._codec.open(*row)))
+                    env.touch(found[0], now)
+                results.append(self._codec.loads(self._open_row(key, *found)))
         return results
 
     def _delete_many(self, keys: Iterable[Any]) -> int:
@@ -1167,7 +1204,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
             for encoded in encoded_keys:
                 found = self._find(env, txn, encoded)
                 if found is not None:
-                    self._remove(env, txn, *found)
+                    self._remove(env, txn, found[0], row_seq(found[1]))
                     removed.append(found[0])
             return removed
 

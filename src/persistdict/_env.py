@@ -4,7 +4,8 @@ lmdb-dict-full keeps environments per path string and runs every mapping operati
 in its own transaction; persistdict needs more than that, so this module talks to
 py-lmdb directly for:
 
-* one write transaction over several named databases (value, metadata, order);
+* one write transaction over several named databases (entry rows, insertion
+  order, access times);
 * growing the map when it is full, and adopting a size another process grew to
   (``set_mapsize`` is only allowed while this process has no transaction open, so
   every transaction passes a gate that a resize closes);
@@ -46,7 +47,7 @@ from ._exceptions import (
     UnsafeStoreError,
 )
 from ._memory import MemoryLayer
-from ._meta import meta_atime, with_atime
+from ._meta import pack_atime, unpack_atime
 
 __all__ = [
     "CommitCounter",
@@ -65,12 +66,14 @@ logger = logging.getLogger("persistdict")
 
 T = TypeVar("T")
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 DEFAULT_MAP_SIZE = 64 * 1024 * 1024
 MAX_READERS = 1024
 # Named databases, all opened once with the environment (opening one while another
 # thread holds a write transaction deadlocks the process: LMDB-NOTES.md).
-DB_NAMES = (b"values", b"meta", b"order", b"internal", b"settings")
+DB_NAMES = (b"values", b"atimes", b"order", b"internal", b"settings")
+# Databases of earlier store formats, named in the error that refuses such a store.
+_LEGACY_DB_NAMES = (b"meta",)
 # Key in the internal database: the id of the last transaction that only wrote
 # access times. Memory layers need not drop anything for such a commit.
 ATIME_TXN_KEY = b"atime-transaction"
@@ -422,7 +425,15 @@ class Env:
         path = self.path
         env = self.env
         with env.begin() as txn:
-            foreign = [key for key, _ in txn.cursor() if key not in DB_NAMES]
+            names = [key for key, _ in txn.cursor()]
+            if any(name in _LEGACY_DB_NAMES for name in names):
+                raise StoreCorruptedError(
+                    f"{path} was written in store format 1 by an earlier "
+                    f"persistdict; this version reads format {FORMAT_VERSION}. "
+                    "Open it with the persistdict that wrote it, or delete the "
+                    "directory if it only holds a cache"
+                )
+            foreign = [name for name in names if name not in DB_NAMES]
             if foreign:
                 raise StoreCorruptedError(
                     f"{path} is an LMDB environment but not a persistdict store "
@@ -449,7 +460,7 @@ class Env:
             raise StoreCorruptedError(
                 f"{path} is not a readable persistdict store ({exc})"
             ) from exc
-        self.values, self.meta, self.order, self.internal, self._settings_db = dbs
+        self.values, self.atimes, self.order, self.internal, self._settings_db = dbs
         self.__dict__.pop("settings", None)  # bound to a previous environment
         with env.begin() as txn:
             raw_format = txn.get(FORMAT_KEY, db=self.internal)
@@ -512,12 +523,15 @@ class Env:
 
     # -- transactions ------------------------------------------------------------
 
-    def _begin(self, write: bool) -> Txn:
+    def _begin(self, write: bool, buffers: bool = False) -> Txn:
         """Begin a transaction; the caller holds a token."""
         retried_readers = False
         while True:
             try:
-                return self.env.begin(write=write)
+                txn: Txn = self.env.begin(  # type: ignore[call-overload]
+                    write=write, buffers=buffers
+                )
+                return txn
             except lmdb.MapResizedError:
                 # Another process grew the map: adopt its size.
                 self._tokens.pop()
@@ -532,9 +546,10 @@ class Env:
                 # Slots of killed processes stay taken until a reader check.
                 self.env.reader_check()
 
-    def begin_read(self) -> Txn:
+    def begin_read(self, buffers: bool = False) -> Txn:
         """A read transaction, to be ended with ``end_read`` (the hot paths use
-        this pair; everything else uses ``read``)."""
+        this pair; everything else uses ``read``). With ``buffers``, its gets
+        return buffers into the map, valid until it ends, instead of copies."""
         # _enter(), its common case written out.
         if self._generation == _fork_generation and self._paused == 0:
             self._tokens.append(None)
@@ -544,10 +559,11 @@ class Env:
         else:
             self._enter()
         try:
-            return self.env.begin()
+            txn: Txn = self.env.begin(buffers=buffers)  # type: ignore[call-overload]
+            return txn
         except lmdb.Error:  # the map grown by another process, reader slots full
             try:
-                return self._begin(False)
+                return self._begin(False, buffers)
             except BaseException:
                 self._tokens.pop()
                 raise
@@ -556,16 +572,20 @@ class Env:
         txn.abort()
         self._tokens.pop()
 
-    def read(self, fn: Callable[[Txn], T]) -> T:
-        """Run ``fn`` in a read transaction and return its result."""
-        txn = self.begin_read()
+    def read(self, fn: Callable[[Txn], T], buffers: bool = False) -> T:
+        """Run ``fn`` in a read transaction and return its result (``buffers``:
+        as for ``begin_read``; nothing ``fn`` returns may be such a buffer)."""
+        txn = self.begin_read(buffers)
         try:
             return fn(txn)
         finally:
             self.end_read(txn)
 
-    def write(self, fn: Callable[[Txn], T]) -> tuple[T, int]:
+    def write(self, fn: Callable[[Txn], T], buffers: bool = False) -> tuple[T, int]:
         """Run ``fn`` in a write transaction, commit, return (result, txn id).
+
+        With ``buffers``, gets return buffers valid until the next change in the
+        transaction (copy what must outlive one; ``fn`` returns no buffer).
 
         ``fn`` may run more than once: when the map is full the transaction is
         aborted, the map grown, and ``fn`` run again.
@@ -578,7 +598,7 @@ class Env:
         while True:
             self._enter()
             try:
-                txn = self._begin(True)
+                txn = self._begin(True, buffers)
                 try:
                     result = fn(txn)
                     txn_id: int = txn.id()
@@ -673,13 +693,16 @@ class Env:
             batch, self._pending = self._pending, {}
         if not batch or self.readonly:
             return
-        meta = self.meta
+        atimes = self.atimes
 
         def put(txn: Txn) -> None:
+            entries = txn.cursor(db=self.values)
             for entry_id, atime in batch.items():
-                raw = txn.get(entry_id, db=meta)
-                if raw is not None and atime > meta_atime(raw):
-                    txn.put(entry_id, with_atime(raw, atime), db=meta)
+                if not entries.set_key(entry_id):
+                    continue  # deleted meanwhile
+                raw = txn.get(entry_id, db=atimes)
+                if raw is None or atime > unpack_atime(raw):
+                    txn.put(entry_id, pack_atime(atime), db=atimes)
             txn.put(ATIME_TXN_KEY, _u64.pack(txn.id()), db=self.internal)
 
         try:

@@ -1,18 +1,24 @@
-"""Per-entry metadata: creation time, last access time, size, insertion order.
+"""Per-entry metadata, kept in the same row as the entry's value.
 
-Each entry has one metadata record, keyed by the entry's id in the ``meta``
-database and written in the same transaction as its value::
+Each entry is one row of the ``values`` database, keyed by the entry's id and
+written in one put::
 
-    seq      u64   insertion order (the key of the entry in the ``order`` database)
-    ctime    f64   seconds since the epoch, when the key was first stored
-    atime    f64   seconds since the epoch, when the entry was last read or written
-    size     u64   bytes of the stored value record
     flags    u8    bit 0: an original key follows; bit 1: the id is a hash;
                    bit 2: a note follows
-    full     u32   length of the full key encoding that follows (hashed ids only)
-    ...            the full key encoding; if bit 2, a u16 length and a UTF-8 note
-                   (persist_cache's preview of the call, for the command line);
-                   then the original key's bytes
+    seq      u64   insertion order (the key of the entry in the ``order`` database)
+    ctime    f64   seconds since the epoch, when the key was first stored
+    written  f64   seconds since the epoch, when the value was last written
+    full     u32   length of the full key encoding (hashed ids only)
+    note     u16   length of the UTF-8 note (persist_cache's preview of the call,
+                   for the command line)
+    original u32   length of the original key's bytes
+    ...            the full key encoding, the note, the original key's bytes,
+                   then the value's record (checksum or signature, payload)
+
+Reads are recorded apart, in the ``atimes`` database (id -> f64), by the
+access-time flushes; an entry's access time is the later of ``written`` and
+that. So a write puts one row (two for a new key: its ``order`` entry), and
+recording reads never rewrites values.
 """
 
 from __future__ import annotations
@@ -21,15 +27,32 @@ import datetime as _dt
 import struct
 from typing import NamedTuple
 
-__all__ = ["EntryMetadata", "MetaRecord", "pack_meta", "unpack_meta"]
+__all__ = [
+    "HEADER_SIZE",
+    "Buffer",
+    "EntryMetadata",
+    "MetaRecord",
+    "pack_atime",
+    "pack_row",
+    "record_start",
+    "row_seq",
+    "row_written",
+    "unpack_atime",
+    "unpack_row",
+]
 
-_HEADER = struct.Struct("<QddQBI")
-_ATIME = struct.Struct("<d")
-_ATIME_OFFSET = 16
+Buffer = bytes | memoryview  # a row: a copy, or a buffer of a read transaction
+_HEADER = struct.Struct("<BQddIHI")
+HEADER_SIZE = _HEADER.size  # 35: where the record starts when flags is 0
+_SEQ = struct.Struct("<Q")
+_TIME = struct.Struct("<d")
+_LENGTHS = struct.Struct("<IHI")
+_SEQ_OFFSET = 1
+_WRITTEN_OFFSET = 17
+_LENGTHS_OFFSET = 25
 _F_ORIGINAL = 1
 _F_HASHED = 2
 _F_NOTE = 4
-_NOTE_LEN = struct.Struct("<H")
 MAX_NOTE = 1000  # bytes of UTF-8
 
 
@@ -45,62 +68,88 @@ class EntryMetadata(NamedTuple):
 
 
 class MetaRecord(NamedTuple):
+    """The metadata part of a row, unpacked."""
+
     seq: int
     ctime: float
-    atime: float
-    size: int
+    written: float
+    size: int  # bytes of the value's record
     full: bytes | None
     original: bytes | None
-    note: str | None = None
+    note: str | None
+    start: int  # where the value's record starts in the row
 
 
-def pack_meta(
+def pack_row(
     seq: int,
     ctime: float,
-    atime: float,
-    size: int,
+    written: float,
+    record: bytes,
     full: bytes | None,
     original: bytes | None,
     note: str | None = None,
 ) -> bytes:
+    """The row stored for an entry: its metadata, then its value's ``record``."""
+    if full is None and original is None and note is None:  # the common case
+        return _HEADER.pack(0, seq, ctime, written, 0, 0, 0) + record
     flags = (
         (_F_ORIGINAL if original is not None else 0)
         | (_F_HASHED if full is not None else 0)
         | (_F_NOTE if note is not None else 0)
     )
-    full_bytes = full or b""
-    header = _HEADER.pack(seq, ctime, atime, size, flags, len(full_bytes))
     note_bytes = b""
     if note is not None:
-        encoded = note.encode("utf-8", "replace")[:MAX_NOTE]
-        encoded = encoded.decode("utf-8", "ignore").encode()  # no cut character
-        note_bytes = _NOTE_LEN.pack(len(encoded)) + encoded
-    return header + full_bytes + note_bytes + (original or b"")
+        note_bytes = note.encode("utf-8", "replace")[:MAX_NOTE]
+        note_bytes = note_bytes.decode("utf-8", "ignore").encode()  # no cut character
+    full = full or b""
+    original = original or b""
+    header = _HEADER.pack(
+        flags, seq, ctime, written, len(full), len(note_bytes), len(original)
+    )
+    return b"".join((header, full, note_bytes, original, record))
 
 
-def unpack_meta(raw: bytes) -> MetaRecord:
-    seq, ctime, atime, size, flags, full_len = _HEADER.unpack_from(raw)
-    start = _HEADER.size
-    full = raw[start : start + full_len] if flags & _F_HASHED else None
+def record_start(row: Buffer) -> int:
+    """Where the value's record starts in ``row``."""
+    if not row[0]:
+        return HEADER_SIZE
+    full_len, note_len, original_len = _LENGTHS.unpack_from(row, _LENGTHS_OFFSET)
+    return int(HEADER_SIZE + full_len + note_len + original_len)
+
+
+def unpack_row(row: Buffer) -> MetaRecord:
+    """The metadata of ``row`` (a ``bytes`` or a buffer of a read transaction)."""
+    flags, seq, ctime, written, full_len, note_len, original_len = (
+        _HEADER.unpack_from(row)
+    )
+    start = HEADER_SIZE
+    full = bytes(row[start : start + full_len]) if flags & _F_HASHED else None
     start += full_len
     note = None
     if flags & _F_NOTE:
-        (note_len,) = _NOTE_LEN.unpack_from(raw, start)
-        start += _NOTE_LEN.size
-        note = bytes(raw[start : start + note_len]).decode("utf-8", "replace")
-        start += note_len
-    original = raw[start:] if flags & _F_ORIGINAL else None
-    return MetaRecord(seq, ctime, atime, size, full, original, note)
+        note = bytes(row[start : start + note_len]).decode("utf-8", "replace")
+    start += note_len
+    original = bytes(row[start : start + original_len]) if flags & _F_ORIGINAL else None
+    start += original_len
+    size = len(row) - start
+    return MetaRecord(seq, ctime, written, size, full, original, note, start)
 
 
-def meta_atime(raw: bytes) -> float:
-    """The atime of a packed record, without unpacking the rest."""
-    return float(_ATIME.unpack_from(raw, _ATIME_OFFSET)[0])
+def row_seq(row: Buffer) -> int:
+    return int(_SEQ.unpack_from(row, _SEQ_OFFSET)[0])
 
 
-def with_atime(raw: bytes, atime: float) -> bytes:
-    """A packed record with its atime replaced."""
-    return raw[:_ATIME_OFFSET] + _ATIME.pack(atime) + raw[_ATIME_OFFSET + 8 :]
+def row_written(row: Buffer) -> float:
+    """When the row's value was written, without unpacking the rest."""
+    return float(_TIME.unpack_from(row, _WRITTEN_OFFSET)[0])
+
+
+def pack_atime(atime: float) -> bytes:
+    return _TIME.pack(atime)
+
+
+def unpack_atime(raw: Buffer) -> float:
+    return float(_TIME.unpack_from(raw)[0])
 
 
 def to_datetime(timestamp: float) -> _dt.datetime:

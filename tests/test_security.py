@@ -49,7 +49,8 @@ def _raw_edit(path: Path, edit: Callable[[Any, dict[str, Any]], None]) -> None:
     """Change a (closed) store with py-lmdb directly, as an attacker would."""
     env = lmdb.open(str(path), max_dbs=8)
     try:
-        dbs = {name: env.open_db(name.encode()) for name in ("values", "atimes", "order")}
+        names = ("values", "atimes", "order")
+        dbs = {name: env.open_db(name.encode()) for name in names}
         with env.begin(write=True) as txn:
             edit(txn, dbs)
     finally:
@@ -61,6 +62,10 @@ def _raw_edit(path: Path, edit: Callable[[Any, dict[str, Any]], None]) -> None:
 _ROW_HEADER = struct.Struct("<BQddIHI")
 
 
+def _record_start(row: bytes) -> int:
+    return _ROW_HEADER.size + sum(_ROW_HEADER.unpack_from(row)[4:])
+
+
 def _records(path: Path) -> dict[bytes, bytes]:
     """Each entry's record (its row without the metadata)."""
     env = lmdb.open(str(path), max_dbs=8, readonly=True)
@@ -68,7 +73,7 @@ def _records(path: Path) -> dict[bytes, bytes]:
         values = env.open_db(b"values", create=False)
         with env.begin() as txn:
             return {
-                entry_id: row[_ROW_HEADER.size + sum(_ROW_HEADER.unpack_from(row)[4:]) :]
+                entry_id: row[_record_start(row) :]
                 for entry_id, row in txn.cursor(db=values)
             }
     finally:

@@ -94,7 +94,7 @@ def test_store_of_an_earlier_format_is_refused_untouched(tmp_path: Path) -> None
     with env.begin(write=True) as txn:
         txn.put(b"\x01k", b"an old row", db=values)
     env.close()
-    with pytest.raises(StoreCorruptedError, match="store format 1.*delete"):
+    with pytest.raises(StoreCorruptedError, match=r"store format 1.*delete"):
         PersistDict(path)
     env = lmdb.open(str(path), max_dbs=8)
     with env.begin() as txn:

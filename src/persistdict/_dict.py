@@ -21,6 +21,8 @@ from collections.abc import (
 from pathlib import Path
 from typing import Any, NamedTuple, NoReturn, TypeVar
 
+import lmdb
+
 from ._codec import (
     HASHED,
     MAX_ID,
@@ -472,7 +474,19 @@ class PersistDict(dict):  # type: ignore[type-arg]
                 if not self._readonly and encoded not in env._pending:
                     env.touch(encoded, time.time())
                 return entry[0] if entry[2] else self._codec.loads(entry[1])
-        txn = env.begin_read()
+        # env.begin_read(), its common case written out (see there).
+        tokens = env._tokens
+        tokens.append(None)
+        if env._paused:
+            tokens.pop()
+            txn = env.begin_read()
+            tokens = env._tokens  # a new list if that reopened after a fork
+        else:
+            try:
+                txn = env.env.begin()
+            except lmdb.Error:  # the map grown by another process, slots full
+                tokens.pop()
+                txn = env.begin_read()
         try:
             if use_layer:
                 txn_id = txn.id()
@@ -493,7 +507,8 @@ class PersistDict(dict):  # type: ignore[type-arg]
                     return entry[0] if entry[2] else self._codec.loads(entry[1])
             record = txn.get(encoded, db=env.values)
         finally:
-            env.end_read(txn)
+            txn.abort()
+            tokens.pop()
         if record is None:
             return _MISSING
         if encoded not in env._pending and not self._readonly:
@@ -506,7 +521,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
             logger.error("record for key %r in %s did not verify", key, self._path)
             raise
         value = self._codec.loads(payload)
-        if use_layer:
+        if use_layer and layer.admit(encoded):
             layer.put(
                 self._codec_key, txn_id, encoded, self._layer_entry(value, payload)
             )
@@ -571,9 +586,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
             found = self._find(env, txn, encoded)
             if found is None:
                 return False
-            return not (
-                self._expire_seconds and self._expired(env, txn, *found, now)
-            )
+            return not (self._expire_seconds and self._expired(env, txn, *found, now))
 
         return env.read(fn, buffers=True)
 
@@ -707,9 +720,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
                 # Outside the transaction: a key_unserializer or an original
                 # key's unpickling may run user code.
                 keys = [
-                    decode_key(entry_id, None)
-                    if how is None
-                    else self._decode(*how)
+                    decode_key(entry_id, None) if how is None else self._decode(*how)
                     for entry_id, how in zip(batch_ids, originals, strict=True)
                 ]
                 if keys:
@@ -915,8 +926,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
                 entry_id = cursor.value()
                 row = txn.get(entry_id, db=env.values)
                 if row is not None and not (
-                    self._expire_seconds
-                    and self._expired(env, txn, entry_id, row, now)
+                    self._expire_seconds and self._expired(env, txn, entry_id, row, now)
                 ):
                     self._remove(env, txn, entry_id, row_seq(row))
                     return entry_id, row

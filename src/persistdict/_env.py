@@ -550,13 +550,13 @@ class Env:
         """A read transaction, to be ended with ``end_read`` (the hot paths use
         this pair; everything else uses ``read``). With ``buffers``, its gets
         return buffers into the map, valid until it ends, instead of copies."""
-        # _enter(), its common case written out.
-        if self._generation == _fork_generation and self._paused == 0:
-            self._tokens.append(None)
-            if self._paused:
-                self._tokens.pop()
-                self._enter()
-        else:
+        # _enter(), its common case written out. A forked child needs no check
+        # of its own here: the fork paused every environment of the parent, so
+        # an inherited one is still paused in the child until it is reopened.
+        tokens = self._tokens
+        tokens.append(None)
+        if self._paused:
+            tokens.pop()
             self._enter()
         try:
             txn: Txn = self.env.begin(buffers=buffers)  # type: ignore[call-overload]

@@ -151,19 +151,24 @@ class MemoryLayer:
                     cache.clear()
             self.known_txn = txn_id
 
+    def admit(self, entry_id: bytes) -> bool:
+        """Whether a value just read from the store should be ``put``: from its
+        second read within a while on (see ``_seen``)."""
+        if self.maxsize == 0:
+            return False
+        seen = self._seen
+        if entry_id in seen:
+            return True
+        if len(seen) >= min(2 * self.maxsize, _MAX_SEEN):
+            seen.clear()
+        seen.add(entry_id)
+        return False
+
     def put(
         self, codec_key: object, txn_id: int, entry_id: bytes, entry: LayerEntry
     ) -> None:
         """Keep a value read in transaction ``txn_id`` if the layer is current
-        there, from its second read on (see ``_seen``)."""
-        if self.maxsize == 0:
-            return
-        seen = self._seen
-        if entry_id not in seen:
-            if len(seen) >= min(2 * self.maxsize, _MAX_SEEN):
-                seen.clear()
-            seen.add(entry_id)
-            return
+        there (callers ask ``admit`` first)."""
         with self._lock:
             if txn_id == self.known_txn:
                 self._cache(codec_key)[entry_id] = entry

@@ -119,8 +119,8 @@ def record_start(row: Buffer) -> int:
 
 def unpack_row(row: Buffer) -> MetaRecord:
     """The metadata of ``row`` (a ``bytes`` or a buffer of a read transaction)."""
-    flags, seq, ctime, written, full_len, note_len, original_len = (
-        _HEADER.unpack_from(row)
+    flags, seq, ctime, written, full_len, note_len, original_len = _HEADER.unpack_from(
+        row
     )
     start = HEADER_SIZE
     full = bytes(row[start : start + full_len]) if flags & _F_HASHED else None

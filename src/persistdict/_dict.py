@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import logging
 import os
 import pickle
 import struct
@@ -34,6 +33,7 @@ from ._codec import (
 )
 from ._env import Env, Txn, acquire_env, release_env
 from ._exceptions import PersistDictError, ReadOnlyError, StoreClosedError
+from ._log import logger
 from ._memory import LayerEntry
 from ._meta import (
     EntryMetadata,
@@ -45,8 +45,6 @@ from ._meta import (
 )
 
 __all__ = ["PersistDict"]
-
-logger = logging.getLogger("persistdict")
 
 _T = TypeVar("_T")
 _MISSING: Any = object()
@@ -219,9 +217,12 @@ class PersistDict(dict):  # type: ignore[type-arg]
         self._codec_key = (value_unserializer, secret_bytes)
         self._verbose = verbose
         if verbose:
-            logger.setLevel(logging.DEBUG)
-            if not logger.hasHandlers():
-                logger.addHandler(logging.StreamHandler())
+            import logging  # imported on first use: see _log.py
+
+            verbose_logger = logging.getLogger("persistdict")
+            verbose_logger.setLevel(logging.DEBUG)
+            if not verbose_logger.hasHandlers():
+                verbose_logger.addHandler(logging.StreamHandler())
         self._env: Env | None = None
         env = acquire_env(
             path,

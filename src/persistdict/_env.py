@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import atexit
 import functools
-import logging
 import mmap
 import os
 import platform
@@ -45,6 +44,7 @@ from ._exceptions import (
     StoreWriteError,
     UnsafeStoreError,
 )
+from ._log import logger
 from ._memory import MemoryLayer
 from ._meta import meta_atime, with_atime
 
@@ -60,8 +60,6 @@ if TYPE_CHECKING:
     Txn: TypeAlias = lmdb.Transaction[bytes]
 else:
     Txn = lmdb.Transaction
-
-logger = logging.getLogger("persistdict")
 
 T = TypeVar("T")
 

@@ -8,7 +8,29 @@ from collections import OrderedDict
 import hypothesis.strategies as st
 from hypothesis import given
 
+from persistdict._codec import is_immutable
 from persistdict._memory import MemoryLayer, _SecondChanceLRU
+
+
+def test_values_the_layer_may_share() -> None:
+    import datetime as dt
+    import decimal
+    import fractions
+    import uuid
+
+    now = dt.datetime.now(dt.timezone.utc)
+    shared = [now, now.date(), now.time(), dt.timedelta(1), dt.timezone.utc]
+    shared += [decimal.Decimal("1.5"), fractions.Fraction(1, 3), uuid.uuid4()]
+    shared += [(1, "a", (now,)), frozenset({now.date()})]
+    for value in shared:
+        assert is_immutable(value), value
+
+    class Decimal:  # a look-alike: same module and name, another class
+        pass
+
+    Decimal.__module__ = "decimal"
+    for value in ([1], {"a": 1}, (1, [2]), Decimal(), bytearray(b"x")):
+        assert not is_immutable(value), value
 
 
 def test_a_hit_entry_survives_the_next_eviction() -> None:

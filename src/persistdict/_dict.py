@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import os
 import pickle
@@ -111,6 +110,8 @@ def _secret_bytes(secret: bytes | str | None) -> bytes | None:
         secret = secret.encode()
     if not isinstance(secret, bytes) or not secret:
         raise TypeError("secret= must be non-empty bytes (or str)")
+    import hashlib  # only stores with a secret need it
+
     return hashlib.blake2b(secret, digest_size=64, person=b"persistdict.key").digest()
 
 

@@ -26,7 +26,6 @@ import atexit
 import functools
 import mmap
 import os
-import platform
 import stat
 import struct
 import threading
@@ -129,7 +128,7 @@ class CommitCounter:
         )
         if self._usable:
             lock_format = self._u32(self.mapped, 4)[0]
-            self._known = self._KNOWN.get((platform.machine(), lock_format))
+            self._known = self._KNOWN.get((os.uname().machine, lock_format))
 
     def observe(self, txn_id: int) -> None:
         """Check (or learn) the offset against a real transaction's id."""

@@ -17,9 +17,11 @@ database and written in the same transaction as its value::
 
 from __future__ import annotations
 
-import datetime as _dt
 import struct
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    import datetime as _dt
 
 __all__ = ["EntryMetadata", "MetaRecord", "pack_meta", "unpack_meta"]
 
@@ -104,4 +106,6 @@ def with_atime(raw: bytes, atime: float) -> bytes:
 
 
 def to_datetime(timestamp: float) -> _dt.datetime:
+    import datetime as _dt  # imported where used: only metadata() needs it
+
     return _dt.datetime.fromtimestamp(timestamp, tz=_dt.timezone.utc)

@@ -9,7 +9,8 @@ import hypothesis.strategies as st
 from hypothesis import given
 
 from persistdict._codec import is_immutable
-from persistdict._memory import MemoryLayer, _SecondChanceLRU
+from persistdict._lru import SecondChanceLRU
+from persistdict._memory import MemoryLayer
 
 
 def test_values_the_layer_may_share() -> None:
@@ -34,7 +35,7 @@ def test_values_the_layer_may_share() -> None:
 
 
 def test_a_hit_entry_survives_the_next_eviction() -> None:
-    cache = _SecondChanceLRU(3)
+    cache = SecondChanceLRU(3)
     for key in (b"a", b"b", b"c"):
         cache[key] = (key, b"", True)
     layer = MemoryLayer()
@@ -56,7 +57,7 @@ def test_a_hit_entry_survives_the_next_eviction() -> None:
 def test_never_larger_than_maxsize_and_holds_recent_inserts(
     ops: list[tuple[bool, int]],
 ) -> None:
-    cache = _SecondChanceLRU(4)
+    cache = SecondChanceLRU(4)
     exact: OrderedDict[bytes, int] = OrderedDict()
     for is_read, number in ops:
         key = bytes([number])

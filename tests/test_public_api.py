@@ -65,6 +65,7 @@ _NOT_AT_START = (
     "uuid",
     "platform",
     "cloudpickle",
+    "cachetools",
 )
 
 

@@ -421,6 +421,8 @@ def test_verbose_logs_at_debug(
         d["a"] = 1
         d.close()
     assert any("stored 1 entries" in r.getMessage() for r in caplog.records)
+    # Records name the library's module that logged, not the logger's helper.
+    assert {r.filename for r in caplog.records} <= {"_dict.py", "_env.py"}
     logging.getLogger("persistdict").setLevel(logging.NOTSET)
 
 

@@ -8,11 +8,34 @@ from collections import OrderedDict
 import hypothesis.strategies as st
 from hypothesis import given
 
-from persistdict._memory import MemoryLayer, _SecondChanceLRU
+from persistdict._codec import is_immutable
+from persistdict._lru import SecondChanceLRU
+from persistdict._memory import MemoryLayer
+
+
+def test_values_the_layer_may_share() -> None:
+    import datetime as dt
+    import decimal
+    import fractions
+    import uuid
+
+    now = dt.datetime.now(dt.timezone.utc)
+    shared = [now, now.date(), now.time(), dt.timedelta(1), dt.timezone.utc]
+    shared += [decimal.Decimal("1.5"), fractions.Fraction(1, 3), uuid.uuid4()]
+    shared += [(1, "a", (now,)), frozenset({now.date()})]
+    for value in shared:
+        assert is_immutable(value), value
+
+    class Decimal:  # a look-alike: same module and name, another class
+        pass
+
+    Decimal.__module__ = "decimal"
+    for value in ([1], {"a": 1}, (1, [2]), Decimal(), bytearray(b"x")):
+        assert not is_immutable(value), value
 
 
 def test_a_hit_entry_survives_the_next_eviction() -> None:
-    cache = _SecondChanceLRU(3)
+    cache = SecondChanceLRU(3)
     for key in (b"a", b"b", b"c"):
         cache[key] = (key, b"", True)
     layer = MemoryLayer()
@@ -34,7 +57,7 @@ def test_a_hit_entry_survives_the_next_eviction() -> None:
 def test_never_larger_than_maxsize_and_holds_recent_inserts(
     ops: list[tuple[bool, int]],
 ) -> None:
-    cache = _SecondChanceLRU(4)
+    cache = SecondChanceLRU(4)
     exact: OrderedDict[bytes, int] = OrderedDict()
     for is_read, number in ops:
         key = bytes([number])

@@ -18,11 +18,9 @@ copied under another key does not verify.
 
 from __future__ import annotations
 
-import datetime as _dt
-import hashlib
-import hmac
 import pickle
 import struct
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -148,17 +146,22 @@ _IMMUTABLE_SCALARS = frozenset(
         complex,
         type(None),
         range,
-        _dt.datetime,
-        _dt.date,
-        _dt.time,
-        _dt.timedelta,
-        _dt.timezone,
     }
 )
-# Immutable types of modules that are slow to import: matched by name, so that
-# importing persistdict does not import them.
+# Immutable types of modules that are slow to import, matched by module and name
+# and then looked up in sys.modules (a value of the type exists only once its
+# module is imported), so that importing persistdict imports none of them.
 _IMMUTABLE_BY_NAME = frozenset(
-    {("decimal", "Decimal"), ("fractions", "Fraction"), ("uuid", "UUID")}
+    {
+        ("datetime", "datetime"),
+        ("datetime", "date"),
+        ("datetime", "time"),
+        ("datetime", "timedelta"),
+        ("datetime", "timezone"),
+        ("decimal", "Decimal"),
+        ("fractions", "Fraction"),
+        ("uuid", "UUID"),
+    }
 )
 
 
@@ -169,7 +172,10 @@ def is_immutable(value: Any) -> bool:
         return True
     if cls is tuple or cls is frozenset:
         return all(is_immutable(item) for item in value)
-    return (cls.__module__, cls.__qualname__) in _IMMUTABLE_BY_NAME
+    module, name = cls.__module__, cls.__qualname__
+    return (module, name) in _IMMUTABLE_BY_NAME and getattr(
+        sys.modules.get(module), name, None
+    ) is cls
 
 
 def default_dumps(value: Any) -> bytes:
@@ -221,6 +227,8 @@ class Codec:
         self._secret = secret
 
     def _sign(self, entry_id: bytes, payload: bytes) -> bytes:
+        import hashlib  # only stores with a secret need it
+
         mac = hashlib.blake2b(key=self._secret or b"", digest_size=32)
         mac.update(_pack_len(len(entry_id)))
         mac.update(entry_id)
@@ -253,6 +261,8 @@ class Codec:
                 "damaged or changed outside persistdict; delete the entry"
             )
         if flag == _F_SIGNED and self._secret is not None:
+            import hmac  # only stores with a secret need it
+
             payload = record[start + 33 :]
             signature = record[start + 1 : start + 33]
             if hmac.compare_digest(signature, self._sign(entry_id, payload)):

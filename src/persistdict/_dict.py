@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import logging
 import os
 import pickle
 import struct
@@ -36,6 +34,7 @@ from ._codec import (
 )
 from ._env import Env, Txn, acquire_env, release_env
 from ._exceptions import PersistDictError, ReadOnlyError, StoreClosedError
+from ._log import logger
 from ._memory import LayerEntry
 from ._meta import (
     HEADER_SIZE,
@@ -52,8 +51,6 @@ from ._meta import (
 )
 
 __all__ = ["PersistDict"]
-
-logger = logging.getLogger("persistdict")
 
 _T = TypeVar("_T")
 _MISSING: Any = object()
@@ -121,6 +118,8 @@ def _secret_bytes(secret: bytes | str | None) -> bytes | None:
         secret = secret.encode()
     if not isinstance(secret, bytes) or not secret:
         raise TypeError("secret= must be non-empty bytes (or str)")
+    import hashlib  # only stores with a secret need it
+
     return hashlib.blake2b(secret, digest_size=64, person=b"persistdict.key").digest()
 
 
@@ -227,9 +226,12 @@ class PersistDict(dict):  # type: ignore[type-arg]
         self._codec_key = (value_unserializer, secret_bytes)
         self._verbose = verbose
         if verbose:
-            logger.setLevel(logging.DEBUG)
-            if not logger.hasHandlers():
-                logger.addHandler(logging.StreamHandler())
+            import logging  # imported on first use: see _log.py
+
+            verbose_logger = logging.getLogger("persistdict")
+            verbose_logger.setLevel(logging.DEBUG)
+            if not verbose_logger.hasHandlers():
+                verbose_logger.addHandler(logging.StreamHandler())
         self._env: Env | None = None
         env = acquire_env(
             path,

@@ -25,10 +25,8 @@ from __future__ import annotations
 
 import atexit
 import functools
-import logging
 import mmap
 import os
-import platform
 import stat
 import struct
 import threading
@@ -46,6 +44,7 @@ from ._exceptions import (
     StoreWriteError,
     UnsafeStoreError,
 )
+from ._log import logger
 from ._memory import MemoryLayer
 from ._meta import pack_atime, unpack_atime
 
@@ -61,8 +60,6 @@ if TYPE_CHECKING:
     Txn: TypeAlias = lmdb.Transaction[bytes]
 else:
     Txn = lmdb.Transaction
-
-logger = logging.getLogger("persistdict")
 
 T = TypeVar("T")
 
@@ -134,7 +131,7 @@ class CommitCounter:
         )
         if self._usable:
             lock_format = self._u32(self.mapped, 4)[0]
-            self._known = self._KNOWN.get((platform.machine(), lock_format))
+            self._known = self._KNOWN.get((os.uname().machine, lock_format))
 
     def observe(self, txn_id: int) -> None:
         """Check (or learn) the offset against a real transaction's id."""

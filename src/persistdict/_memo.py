@@ -28,7 +28,6 @@ import errno
 import fcntl
 import functools
 import inspect
-import logging
 import os
 import pickle
 import reprlib
@@ -55,6 +54,7 @@ from typing import (
 from ._dict import _MISSING as _STORE_MISSING
 from ._exceptions import SignatureError
 from ._keys import CallKey, function_namespace
+from ._log import logger
 from ._paths import default_cache_dir
 
 if TYPE_CHECKING:
@@ -69,8 +69,6 @@ P = ParamSpec("P")
 R = TypeVar("R")
 _P2 = ParamSpec("_P2")
 _S = TypeVar("_S")
-
-logger = logging.getLogger("persistdict")
 
 #: What PersistDict's reads return for a missing key (None is a valid result).
 _MISSING: Final = _STORE_MISSING

@@ -20,62 +20,26 @@ what it got never changes what the next read returns.
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cachetools import LRUCache
+if TYPE_CHECKING:
+    from ._lru import SecondChanceLRU
 
 _MAX_SEEN = 1 << 16
-
-
-class _SecondChanceLRU(LRUCache[bytes, "LayerEntry"]):
-    """cachetools' LRUCache in which a hit only marks its entry.
-
-    Moving an entry to the end of the LRU order is the costly part of a hit; here
-    a hit adds the key to ``referenced``, and the order is settled when an entry
-    must be evicted: a marked entry is unmarked and goes to the end instead (the
-    CLOCK, or second-chance, approximation of LRU).
-    """
-
-    def __init__(self, maxsize: int) -> None:
-        super().__init__(maxsize)
-        self.referenced: set[bytes] = set()
-        # The held entries again, in a plain dict: a hit is one dict lookup.
-        # Kept in step by __setitem__ and __delitem__ (all removals go through
-        # it: pop, popitem, clear), which run under the layer's lock.
-        self.entries: dict[bytes, LayerEntry] = {}
-
-    def __setitem__(self, key: bytes, value: LayerEntry) -> None:
-        super().__setitem__(key, value)
-        self.entries[key] = value
-
-    def __delitem__(self, key: bytes) -> None:
-        super().__delitem__(key)
-        self.entries.pop(key, None)
-
-    def popitem(self) -> tuple[bytes, LayerEntry]:
-        referenced = self.referenced
-        for _ in range(len(self)):
-            key, value = super().popitem()
-            if key not in referenced:
-                return key, value
-            referenced.discard(key)
-            self[key] = value  # to the end; one slot was just freed: no eviction
-        return super().popitem()
-
-    def forget(self, key: bytes) -> None:
-        """Remove ``key`` (not through ``del``, which popitem uses too)."""
-        del self[key]
-        self.referenced.discard(key)
-
-    def clear(self) -> None:
-        self.referenced.clear()  # first: no second chances while emptying
-        super().clear()
-
 
 __all__ = ["LayerEntry", "MemoryLayer"]
 
 # (value if immutable else None, payload if mutable else b"", is_immutable)
 LayerEntry = tuple[Any, bytes, bool]
+
+
+def _new_lru(maxsize: int) -> SecondChanceLRU:
+    # cachetools (with random, heapq...) is imported with the first cache, when a
+    # value is first admitted: a program that opens a store and reads each key
+    # once never imports it.
+    from ._lru import SecondChanceLRU
+
+    return SecondChanceLRU(maxsize)
 
 
 class MemoryLayer:
@@ -84,7 +48,7 @@ class MemoryLayer:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.maxsize = 0
-        self._caches: dict[object, _SecondChanceLRU] = {}
+        self._caches: dict[object, SecondChanceLRU] = {}
         self.known_txn = -1
         # Admission: an id enters the layer on its second read within a while,
         # so a scan over many keys read once costs no insertion and eviction.
@@ -105,15 +69,15 @@ class MemoryLayer:
                 return
             self.maxsize = size
             for codec_key, cache in list(self._caches.items()):
-                grown = _SecondChanceLRU(size)
+                grown = _new_lru(size)
                 for key, value in cache.items():
                     grown[key] = value
                 self._caches[codec_key] = grown
 
-    def _cache(self, codec_key: object) -> _SecondChanceLRU:
+    def _cache(self, codec_key: object) -> SecondChanceLRU:
         cache = self._caches.get(codec_key)
         if cache is None:
-            cache = self._caches[codec_key] = _SecondChanceLRU(max(self.maxsize, 1))
+            cache = self._caches[codec_key] = _new_lru(max(self.maxsize, 1))
         return cache
 
     def get(self, codec_key: object, txn_id: int, entry_id: bytes) -> LayerEntry | None:

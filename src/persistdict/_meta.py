@@ -23,9 +23,11 @@ recording reads never rewrites values.
 
 from __future__ import annotations
 
-import datetime as _dt
 import struct
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    import datetime as _dt
 
 __all__ = [
     "HEADER_SIZE",
@@ -153,4 +155,6 @@ def unpack_atime(raw: Buffer) -> float:
 
 
 def to_datetime(timestamp: float) -> _dt.datetime:
+    import datetime as _dt  # imported where used: only metadata() needs it
+
     return _dt.datetime.fromtimestamp(timestamp, tz=_dt.timezone.utc)

@@ -1,7 +1,5 @@
 """persistdict: a dict that lives in LMDB on disk, and a memoizing decorator on it."""
 
-from typing import TYPE_CHECKING
-
 from ._dict import PersistDict
 from ._exceptions import (
     PersistDictError,
@@ -13,6 +11,8 @@ from ._exceptions import (
     UnsafeStoreError,
 )
 from ._meta import EntryMetadata
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 
 if TYPE_CHECKING:
     from ._memo import CachedFunction, CacheInfo, CacheParameters, persist_cache

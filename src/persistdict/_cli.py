@@ -1072,7 +1072,7 @@ def _open_raw(path: Path, map_size: int, *, lock: bool) -> lmdb.Environment:
 
 def cmd_compact(args: argparse.Namespace) -> int:
     path = store_dir(args.path)
-    if path in _REGISTRY:
+    if os.path.realpath(path) in _REGISTRY:
         die(
             f"{path} is open in this process: close it (d.close()) before compacting it"
         )

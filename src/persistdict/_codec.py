@@ -21,12 +21,15 @@ from __future__ import annotations
 import pickle
 import struct
 import sys
-from collections.abc import Callable
-from typing import Any
 
 import xxhash
 
 from ._exceptions import SignatureError
+
+TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 __all__ = [
     "HASHED",

@@ -7,17 +7,7 @@ import os
 import pickle
 import struct
 import time
-from collections.abc import (
-    Callable,
-    ItemsView,
-    Iterable,
-    Iterator,
-    KeysView,
-    Mapping,
-    ValuesView,
-)
-from pathlib import Path
-from typing import Any, NamedTuple, NoReturn, TypeVar
+from collections.abc import ItemsView, KeysView, Mapping, ValuesView
 
 import lmdb
 
@@ -35,7 +25,6 @@ from ._codec import (
 from ._env import Env, Txn, acquire_env, release_env
 from ._exceptions import PersistDictError, ReadOnlyError, StoreClosedError
 from ._log import logger
-from ._memory import LayerEntry
 from ._meta import (
     HEADER_SIZE,
     Buffer,
@@ -50,9 +39,41 @@ from ._meta import (
     unpack_row,
 )
 
+# typing (with re, enum...) and pathlib are not imported at run time: they would
+# cost more at start-up than the rest of what opening a store and reading it does.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator
+    from pathlib import Path
+    from typing import Any, NoReturn, TypeAlias, TypeVar
+
+    from ._memory import LayerEntry
+
+    _T = TypeVar("_T")
+    # One write, prepared outside the transaction: the key's encoding, the key,
+    # the serialized value, the value, the note.
+    _Row: TypeAlias = tuple[bytes, Any, bytes, Any, "str | None"]
+    # What one read transaction of an iteration took from the store: the ids of
+    # the visible entries; their keys when every key could be rebuilt from its id,
+    # else None and how to rebuild each (its encoding and original bytes, or None:
+    # from its id); with values, their (row, record start); how many order
+    # entries were read (fewer than _BATCH: the last batch); where to go on.
+    _Batch: TypeAlias = tuple[
+        list[bytes],
+        "list[Any] | None",
+        "list[tuple[bytes, bytes | None] | None]",
+        list[tuple[bytes, int]],
+        int,
+        bytes,
+    ]
+    _KeysBase: TypeAlias = KeysView[Any]
+    _ValuesBase: TypeAlias = ValuesView[Any]
+    _ItemsBase: TypeAlias = ItemsView[Any, Any]
+else:
+    _KeysBase, _ValuesBase, _ItemsBase = KeysView, ValuesView, ItemsView
+
 __all__ = ["PersistDict"]
 
-_T = TypeVar("_T")
 _MISSING: Any = object()
 _DAY = 86400.0
 _BATCH = 512  # entries read per transaction when iterating
@@ -64,27 +85,6 @@ _T_CUSTOM = b"\x10"
 # is rebuilt from the id alone.
 _FROM_ID = frozenset({1, 2})
 _NEEDS_META: Any = object()  # in a batch's keys: this key needs its metadata
-
-
-class _Row(NamedTuple):
-    """One write, prepared outside the transaction."""
-
-    encoded: bytes
-    original: Callable[[], bytes | None]
-    payload: bytes
-    value: Any
-    note: str | None
-
-
-class _Batch(NamedTuple):
-    """What one read transaction of an iteration took from the store."""
-
-    ids: list[bytes]  # of the visible entries
-    keys: list[Any] | None  # when every key could be rebuilt from its id
-    originals: list[tuple[bytes, bytes | None] | None]  # otherwise: how to rebuild
-    records: list[tuple[bytes, int]]  # with values=True: (row, record start)
-    read: int  # order entries read (fewer than _BATCH: the last batch)
-    last: bytes  # where the next batch starts
 
 
 class _NotFound(Exception):  # noqa: N818 - a signal, not an error
@@ -194,7 +194,13 @@ class PersistDict(dict):  # type: ignore[type-arg]
         _check_pair("key", key_serializer, key_unserializer)
         _check_pair("value", value_serializer, value_unserializer)
         secret_bytes = _secret_bytes(secret)
-        path = Path(os.fspath(database_path)).expanduser().resolve()
+        given = os.fspath(database_path)
+        if not isinstance(given, str):
+            raise TypeError(
+                f"database_path must be a str or an os.PathLike of str, got "
+                f"{database_path!r}"
+            )
+        path = os.path.realpath(os.path.expanduser(given))
 
         self._options: dict[str, Any] = {
             "expiration_days": expiration_days,
@@ -273,7 +279,9 @@ class PersistDict(dict):  # type: ignore[type-arg]
     @property
     def path(self) -> Path:
         """The store's directory."""
-        return self._path
+        from pathlib import Path  # not imported at start-up (see the imports)
+
+        return Path(self._path)
 
     @property
     def expiration_days(self) -> float | None:
@@ -400,7 +408,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
         env: Env,
         txn: Txn,
         encoded: bytes,
-        original: Callable[[], bytes | None],
+        key: Any,
         payload: bytes,
         now: float,
         note: str | None = None,
@@ -433,7 +441,8 @@ class PersistDict(dict):  # type: ignore[type-arg]
             seq = self._next_seq(env, txn)
             full = encoded if entry_id != encoded else None
             record = self._codec.seal(entry_id, payload)
-            row = pack_row(seq, now, now, record, full, original(), note)
+            original = self._original(key, encoded)
+            row = pack_row(seq, now, now, record, full, original, note)
             txn.put(_u64.pack(seq), entry_id, db=env.order, append=True)
         txn.put(entry_id, row, db=env.values)
         return entry_id
@@ -666,7 +675,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
                 if ok and cursor.key() == position:
                     ok = cursor.next()
             if not ok:
-                return _Batch([], None, [], [], 0, b"")
+                return [], None, [], [], 0, b""
             rows = (cursor.iterprev if reverse else cursor.iternext)(keys=False)
             ids = list(itertools.islice(rows, _BATCH))
             last = bytes(cursor.key())  # the islice stopped on the last id it took
@@ -687,7 +696,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
                 except UnicodeDecodeError:  # a str key with lone surrogates
                     keys = [_NEEDS_META]
                 if _NEEDS_META not in keys:
-                    return _Batch(ids, keys, [], [], len(ids), last)
+                    return ids, keys, [], [], len(ids), last
             get = txn.get
             values_db = env.values
             visible: list[bytes] = []
@@ -709,7 +718,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
                 visible.append(entry_id)
                 if values:
                     records.append((bytes(row), start))
-            return _Batch(visible, None, originals, records, len(ids), last)
+            return visible, None, originals, records, len(ids), last
 
         while True:
             batch_ids, direct_keys, originals, records, read, position = env.read(
@@ -820,16 +829,16 @@ class PersistDict(dict):  # type: ignore[type-arg]
 
         def fn(txn: Txn) -> list[bytes]:
             return [
-                self._put(
-                    env, txn, row.encoded, row.original, row.payload, now, row.note
-                )
-                for row in rows
+                self._put(env, txn, encoded, key, payload, now, note)
+                for encoded, key, payload, _value, note in rows
             ]
 
         ids, txn_id = env.write(fn)
         changes: dict[bytes, tuple[object, LayerEntry] | None] = {
-            entry_id: (self._codec_key, self._layer_entry(row.value, row.payload))
-            for entry_id, row in zip(ids, rows, strict=True)
+            entry_id: (self._codec_key, self._layer_entry(value, payload))
+            for entry_id, (_encoded, _key, payload, value, _note) in zip(
+                ids, rows, strict=True
+            )
         }
         env.layer.wrote(txn_id, changes)
         if self._verbose:
@@ -839,7 +848,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
         """Everything about one write that can be done before the transaction."""
         encoded = self._encode(key)
         payload = self._dumps(key, value)
-        return _Row(encoded, lambda: self._original(key, encoded), payload, value, note)
+        return encoded, key, payload, value, note
 
     def _note(self, key: Any) -> str | None:
         """The note kept with ``key``'s entry by ``_set_with_note``, if any."""
@@ -960,9 +969,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
             ):
                 # Another thread or process stored it meanwhile: keep theirs.
                 return found
-            entry_id = self._put(
-                env, txn, encoded, lambda: self._original(key, encoded), payload, now
-            )
+            entry_id = self._put(env, txn, encoded, key, payload, now)
             return entry_id, None
 
         (entry_id, row), txn_id = env.write(fn)
@@ -1249,7 +1256,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
             release_env(env)
 
     def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
-        return (_reopen, (str(self._path), self._options))
+        return (_reopen, (self._path, self._options))
 
     def __reduce__(self) -> tuple[Any, ...]:
         return self.__reduce_ex__(2)
@@ -1262,7 +1269,7 @@ def _reopen(path: str, options: dict[str, Any]) -> PersistDict:
     return PersistDict(path, **options)
 
 
-class _KeysView(KeysView[Any]):
+class _KeysView(_KeysBase):
     __slots__ = ()
     _mapping: PersistDict
 
@@ -1273,7 +1280,7 @@ class _KeysView(KeysView[Any]):
         return f"dict_keys({list(self)!r})"
 
 
-class _ValuesView(ValuesView[Any]):
+class _ValuesView(_ValuesBase):
     __slots__ = ()
     _mapping: PersistDict
 
@@ -1288,7 +1295,7 @@ class _ValuesView(ValuesView[Any]):
         return f"dict_values({list(self)!r})"
 
 
-class _ItemsView(ItemsView[Any, Any]):
+class _ItemsView(_ItemsBase):
     __slots__ = ()
     _mapping: PersistDict
 

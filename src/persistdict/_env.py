@@ -23,18 +23,18 @@ in their own sub-database, so reading what a store is never unpickles anything.
 
 from __future__ import annotations
 
+# _thread, not threading: the same locks and threads, without the import cost of
+# threading (about a millisecond), which a short script that opens a store and
+# reads from it would otherwise pay for one background thread.
+import _thread
 import atexit
 import functools
 import mmap
 import os
 import stat
 import struct
-import threading
 import time
-from collections.abc import Callable
-from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
 
 import lmdb
 
@@ -56,12 +56,17 @@ __all__ = [
     "release_env",
 ]
 
+# typing (with re, enum...) is not imported at run time: it would cost more at
+# start-up than the rest of what opening a store and reading it imports.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, Final, TypeAlias, TypeVar
+
     Txn: TypeAlias = lmdb.Transaction[bytes]
+    T = TypeVar("T")
 else:
     Txn = lmdb.Transaction
-
-T = TypeVar("T")
 
 FORMAT_VERSION = 2
 DEFAULT_MAP_SIZE = 64 * 1024 * 1024
@@ -108,7 +113,7 @@ class CommitCounter:
     _u32 = struct.Struct("=I").unpack_from
     _u64 = struct.Struct("=Q").unpack_from
 
-    def __init__(self, lock_file: Path | None) -> None:
+    def __init__(self, lock_file: str | None) -> None:
         self.offset: int | None = None
         self._candidates = set(self._CANDIDATES)
         self._seen: set[int] = set()
@@ -195,15 +200,15 @@ def _settings_class() -> type:
     return Settings
 
 
-def _check_data_file(data_file: Path) -> None:
+def _check_data_file(data_file: str | os.PathLike[str]) -> None:
     """Refuse a data file LMDB would crash on (SIGBUS on a truncated file)."""
     try:
-        size = data_file.stat().st_size
+        size = os.stat(data_file).st_size
     except FileNotFoundError:
         return
     if size == 0:
         return
-    with data_file.open("rb") as fh:
+    with open(data_file, "rb") as fh:
         head = fh.read(2 * 65536)
     page_size = 0
     best: tuple[int, int] | None = None  # (txnid, last_pgno)
@@ -263,14 +268,15 @@ _NETWORK_FILESYSTEMS = frozenset(
 )
 
 
-def _filesystem_type(path: Path) -> str | None:
+def _filesystem_type(path: str) -> str | None:
     """The type of the file system ``path`` is on (Linux), or None."""
     try:
-        mounts = Path("/proc/self/mounts").read_text().splitlines()
+        with open("/proc/self/mounts", encoding="utf-8", errors="replace") as fh:
+            mounts = fh.read().splitlines()
     except OSError:
         return None
     best, best_type = "", None
-    target = str(path)
+    target = path
     for line in mounts:
         fields = line.split()
         if len(fields) < 3:
@@ -284,13 +290,13 @@ def _filesystem_type(path: Path) -> str | None:
     return best_type
 
 
-def _check_ownership(path: Path, allow_unsafe: bool) -> None:
+def _check_ownership(path: str | os.PathLike[str], allow_unsafe: bool) -> None:
     if allow_unsafe:
         return
     uid = os.geteuid()
-    for item in (path, path / "data.mdb", path / "lock.mdb"):
+    for item in (path, os.path.join(path, "data.mdb"), os.path.join(path, "lock.mdb")):
         try:
-            st = item.stat()
+            st = os.stat(item)
         except FileNotFoundError:
             continue
         if st.st_uid != uid:
@@ -313,14 +319,14 @@ class Env:
 
     def __init__(
         self,
-        path: Path,
+        path: str,
         *,
         readonly: bool,
         durable: bool,
         map_size: int | None,
         allow_unsafe: bool,
     ) -> None:
-        self.path = path
+        self.path = path  # absolute, symbolic links resolved
         self.readonly = readonly
         self.durable = durable
         self.allow_unsafe = allow_unsafe
@@ -341,26 +347,27 @@ class Env:
         # the other's flag after setting its own, so the fast path takes no lock.
         self._tokens: list[None] = []
         self._paused = 0
-        self._pause_lock = threading.Lock()
+        self._pause_lock = _thread.allocate_lock()
         self._pending: dict[bytes, float] = {}
-        self._pending_lock = threading.Lock()
-        self._flusher: threading.Thread | None = None
+        self._pending_lock = _thread.allocate_lock()
+        self._flusher = False  # whether the access-time thread runs
         self.layer.reset()
 
     def _open(self) -> None:
         path = self.path
-        if path.exists() and not path.is_dir():
+        data_file = os.path.join(path, "data.mdb")
+        if os.path.exists(path) and not os.path.isdir(path):
             raise StoreCorruptedError(
                 f"{path} is a file, not a store directory: pass the path of a "
                 "directory (it is created if missing)"
             )
-        if not path.exists():
+        if not os.path.exists(path):
             if self.readonly:
                 raise FileNotFoundError(
                     f"no store at {path}: a read-only store must already exist"
                 )
-            path.mkdir(mode=0o700, parents=True, exist_ok=True)
-            path.chmod(0o700)
+            os.makedirs(path, mode=0o700, exist_ok=True)
+            os.chmod(path, 0o700)
         _check_ownership(path, self.allow_unsafe)
         fs_type = _filesystem_type(path)
         if fs_type in _NETWORK_FILESYSTEMS:
@@ -370,7 +377,7 @@ class Env:
                 path,
                 fs_type,
             )
-        _check_data_file(path / "data.mdb")
+        _check_data_file(data_file)
         lock = True
         if self.readonly and not os.access(path, os.W_OK):
             # LMDB writes lock.mdb even read-only; without write access it can
@@ -381,7 +388,7 @@ class Env:
                 path,
             )
             lock = False
-        elif self.readonly and not (path / "data.mdb").exists():
+        elif self.readonly and not os.path.exists(data_file):
             raise FileNotFoundError(
                 f"no store at {path}: a read-only store must already exist"
             )
@@ -416,7 +423,7 @@ class Env:
             self.env.close()
             raise
         self._lock = lock
-        self.counter = CommitCounter(path / "lock.mdb" if lock else None)
+        self.counter = CommitCounter(os.path.join(path, "lock.mdb") if lock else None)
 
     def _open_dbs(self) -> None:
         path = self.path
@@ -662,15 +669,13 @@ class Env:
         if self.readonly or self.closed:
             return
         self._pending[entry_id] = now
-        if self._flusher is None:
+        if not self._flusher:
             with self._pending_lock:
-                if self._flusher is None:
-                    self._flusher = threading.Thread(
-                        target=self._flush_loop,
-                        name=f"persistdict-atime-{self.path.name}",
-                        daemon=True,
-                    )
-                    self._flusher.start()
+                if not self._flusher:
+                    # A daemon thread: it never holds up the exit (at exit,
+                    # _flush_at_exit writes what is pending).
+                    _thread.start_new_thread(self._flush_loop, ())
+                    self._flusher = True
 
     def pending_atime(self, entry_id: bytes) -> float:
         return self._pending.get(entry_id, 0.0)
@@ -680,7 +685,7 @@ class Env:
             time.sleep(ATIME_FLUSH_SECONDS)
             with self._pending_lock:
                 if not self._pending or self.closed:
-                    self._flusher = None
+                    self._flusher = False
                     return
             self.flush_atimes()
 
@@ -754,12 +759,12 @@ class Env:
             self._unpause()
 
 
-_REGISTRY: dict[Path, Env] = {}
-_REGISTRY_LOCK = threading.RLock()
+_REGISTRY: dict[str, Env] = {}
+_REGISTRY_LOCK = _thread.RLock()
 
 
 def acquire_env(
-    path: Path,
+    path: str,
     *,
     readonly: bool,
     durable: bool,
@@ -821,7 +826,7 @@ def _after_fork_in_parent() -> None:
 def _after_fork_in_child() -> None:
     global _fork_generation, _REGISTRY_LOCK
     _fork_generation += 1
-    _REGISTRY_LOCK = threading.RLock()
+    _REGISTRY_LOCK = _thread.RLock()
     for env in _REGISTRY.values():
         # Readers must not use the parent's memory layer until the child has
         # reopened the environment (the layer is reset then).

@@ -11,8 +11,8 @@ imported: nothing can have configured a handler or a level that would show it
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 if TYPE_CHECKING:
     from logging import Logger
     from typing import Any

@@ -19,18 +19,20 @@ what it got never changes what the next read returns.
 
 from __future__ import annotations
 
-import threading
-from typing import TYPE_CHECKING, Any
+import _thread  # not threading: see _env
 
+TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 if TYPE_CHECKING:
+    from typing import Any, TypeAlias
+
     from ._lru import SecondChanceLRU
+
+    # (value if immutable else None, payload if mutable else b"", is_immutable)
+    LayerEntry: TypeAlias = tuple[Any, bytes, bool]
 
 _MAX_SEEN = 1 << 16
 
 __all__ = ["LayerEntry", "MemoryLayer"]
-
-# (value if immutable else None, payload if mutable else b"", is_immutable)
-LayerEntry = tuple[Any, bytes, bool]
 
 
 def _new_lru(maxsize: int) -> SecondChanceLRU:
@@ -46,7 +48,7 @@ class MemoryLayer:
     __slots__ = ("_caches", "_lock", "_seen", "known_txn", "maxsize")
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
         self.maxsize = 0
         self._caches: dict[object, SecondChanceLRU] = {}
         self.known_txn = -1
@@ -56,7 +58,7 @@ class MemoryLayer:
 
     def reset(self) -> None:
         """Forget everything (after a fork: the child starts empty)."""
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
         for cache in self._caches.values():
             cache.clear()
         self.known_txn = -1

@@ -24,10 +24,12 @@ recording reads never rewrites values.
 from __future__ import annotations
 
 import struct
-from typing import TYPE_CHECKING, NamedTuple
+from collections import namedtuple
 
+TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 if TYPE_CHECKING:
     import datetime as _dt
+    from typing import NamedTuple
 
 __all__ = [
     "HEADER_SIZE",
@@ -58,28 +60,51 @@ _F_NOTE = 4
 MAX_NOTE = 1000  # bytes of UTF-8
 
 
-class EntryMetadata(NamedTuple):
-    """What ``PersistDict.metadata(key)`` returns."""
+if TYPE_CHECKING:
 
-    ctime: _dt.datetime
-    """When the key was first stored (UTC)."""
-    atime: _dt.datetime
-    """When the entry was last read or written (UTC, accurate to about a second)."""
-    size: int
-    """Bytes stored for the value (after serialization, with its check)."""
+    class EntryMetadata(NamedTuple):
+        ctime: _dt.datetime
+        atime: _dt.datetime
+        size: int
+
+else:
+    # The same named tuple, made without typing.
+    class EntryMetadata(namedtuple("EntryMetadata", ("ctime", "atime", "size"))):
+        __slots__ = ()
 
 
-class MetaRecord(NamedTuple):
+EntryMetadata.__doc__ = """What ``PersistDict.metadata(key)`` returns: a named tuple
+
+``ctime``: when the key was first stored (UTC datetime); ``atime``: when the
+entry was last read or written (UTC, accurate to about a second); ``size``:
+bytes stored for the value (after serialization, with its check).
+"""
+
+
+class MetaRecord:
     """The metadata part of a row, unpacked."""
 
-    seq: int
-    ctime: float
-    written: float
-    size: int  # bytes of the value's record
-    full: bytes | None
-    original: bytes | None
-    note: str | None
-    start: int  # where the value's record starts in the row
+    __slots__ = ("ctime", "full", "note", "original", "seq", "size", "start", "written")
+
+    def __init__(
+        self,
+        seq: int,
+        ctime: float,
+        written: float,
+        size: int,
+        full: bytes | None,
+        original: bytes | None,
+        note: str | None,
+        start: int,
+    ) -> None:
+        self.seq = seq
+        self.ctime = ctime
+        self.written = written
+        self.size = size  # bytes of the value's record
+        self.full = full
+        self.original = original
+        self.note = note
+        self.start = start  # where the value's record starts in the row
 
 
 def pack_row(

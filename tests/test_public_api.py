@@ -66,6 +66,9 @@ _NOT_AT_START = (
     "platform",
     "cloudpickle",
     "cachetools",
+    "typing",
+    "pathlib",
+    "threading",
 )
 
 

@@ -373,6 +373,27 @@ def test_memory_layer_survives_access_time_flushes_of_others(
     d.close()
 
 
+def test_a_write_that_changes_nothing_keeps_the_layer_coherent(
+    store_path: Path, run_py: Any
+) -> None:
+    # LMDB does not commit a write transaction that changed nothing, and the
+    # next commit (here another process's) takes its id.
+    d = PersistDict(store_path, expiration_days=30)
+    d["k"] = [1, 2]
+    assert d["k"] == d["k"] == [1, 2]  # in the layer from its second read
+    env = d._live()
+    assert d._delete_many(["missing"]) == 0
+    assert d.expire() == 0
+    assert env.counter.offset is not None  # warm reads still need no transaction
+    run_py(
+        "import sys\nfrom persistdict import PersistDict\n"
+        "PersistDict(sys.argv[1])['k'] = 'changed'",
+        str(store_path),
+    )
+    assert d["k"] == "changed"
+    d.close()
+
+
 @pytest.mark.skipif(
     platform.machine() not in ("x86_64", "aarch64"),
     reason="elsewhere the lock file's counter is learnt from two commits",

@@ -164,6 +164,13 @@ class CommitCounter:
         elif len(self._candidates) == 1 and len(self._seen) >= 2:
             self.offset = next(iter(self._candidates))
 
+    def current(self) -> int | None:
+        """The id of the last commit, once the offset is known (else None)."""
+        offset, mapped = self.offset, self.mapped
+        if offset is None or mapped is None:
+            return None
+        return int(self._u64(mapped, offset)[0])
+
     def close_after_env(self) -> None:
         """Release the map and the descriptor, once LMDB's environment is closed
         (its locks are gone by then anyway)."""
@@ -593,6 +600,10 @@ class Env:
 
         ``fn`` may run more than once: when the map is full the transaction is
         aborted, the map grown, and ``fn`` run again.
+
+        A transaction that changed nothing is not committed by LMDB: its id is
+        not used up (the next commit, maybe another process's, takes it), so the
+        id returned is then the one of the last commit before it.
         """
         if self.readonly:
             raise ReadOnlyError(
@@ -607,6 +618,11 @@ class Env:
                     result = fn(txn)
                     txn_id: int = txn.id()
                     txn.commit()
+                    last = self.counter.current()
+                    if last is None:  # the counter is still learning, or off
+                        last = self.env.info()["last_txnid"]
+                    if last < txn_id:  # nothing was written
+                        return result, txn_id - 1
                     self.counter.observe(txn_id)
                     return result, txn_id
                 except lmdb.MapFullError:

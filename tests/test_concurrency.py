@@ -442,3 +442,31 @@ with PersistDict(sys.argv[1]) as d:
     with PersistDict(store_path) as d:
         assert d["p"].norm() == 3
         assert d["f"](21) == 42
+
+
+def test_exit_during_an_access_time_flush_is_prompt_and_keeps_the_reads(
+    store_path: Path, run_py: Any
+) -> None:
+    # The background thread writes access times one second after a read; with
+    # 100,000 of them, the program below exits while it does. The interpreter
+    # stops daemon threads for good at exit: the exit handler lets the flush
+    # finish first, and closing at exit waits for nothing.
+    run_py(
+        """
+import sys, time
+from persistdict import PersistDict
+d = PersistDict(sys.argv[1])
+keys = [f"k{i}" for i in range(100_000)]
+d.update(dict.fromkeys(keys, 1))
+started = time.time()
+for k in keys:
+    d[k]
+time.sleep(max(0.0, 1.05 - (time.time() - started)))
+""",
+        str(store_path),
+        timeout=60,
+    )
+    with PersistDict(store_path) as d:
+        for i in range(0, 100_000, 997):
+            meta = d.metadata(f"k{i}")
+            assert meta.atime > meta.ctime  # the read was recorded

@@ -33,6 +33,7 @@ import mmap
 import os
 import stat
 import struct
+import sys
 import time
 from types import MappingProxyType
 
@@ -357,6 +358,9 @@ class Env:
         self._pause_lock = _thread.allocate_lock()
         self._pending: dict[bytes, float] = {}
         self._pending_lock = _thread.allocate_lock()
+        # Held for a whole flush: one flush at a time, and the exit handler
+        # waits for the background thread's flush to end (see _flush_at_exit).
+        self._flush_lock = _thread.allocate_lock()
         self._flusher = False  # whether the access-time thread runs
         self.layer.reset()
 
@@ -700,13 +704,17 @@ class Env:
         while True:
             time.sleep(ATIME_FLUSH_SECONDS)
             with self._pending_lock:
-                if not self._pending or self.closed:
+                if not self._pending or self.closed or _exiting:
                     self._flusher = False
                     return
             self.flush_atimes()
 
     def flush_atimes(self) -> None:
         """Write the access times recorded since the last flush, in one transaction."""
+        with self._flush_lock:
+            self._flush_pending()
+
+    def _flush_pending(self) -> None:
         with self._pending_lock:
             batch, self._pending = self._pending, {}
         if not batch or self.readonly:
@@ -746,6 +754,13 @@ class Env:
             self._open()
 
     def close(self) -> None:
+        if sys.is_finalizing():
+            # The interpreter is going away: _flush_at_exit wrote what was
+            # pending, and a daemon thread stopped for good inside a
+            # transaction would never give its token back. The process exit
+            # releases the environment (LMDB needs no close for safety).
+            self.closed = True
+            return
         if self._generation != _fork_generation:
             # Inherited through fork and never used here: nothing to flush.
             # No transaction was open at the fork, so closing is safe.
@@ -856,8 +871,16 @@ os.register_at_fork(
 )
 
 
+_exiting = False  # set at exit: access-time threads stop
+
+
 @atexit.register
 def _flush_at_exit() -> None:
+    # Runs before the interpreter stops daemon threads: an access-time thread
+    # in the middle of a flush finishes it first (flush_atimes waits for it),
+    # and starts no other.
+    global _exiting
+    _exiting = True
     for env in list(_REGISTRY.values()):
         if env._generation == _fork_generation:
             env.flush_atimes()

@@ -266,3 +266,41 @@ def test_different_values_give_different_bytes(a: Any, b: Any) -> None:
         assert canonical_bytes((a,), True) != canonical_bytes((b,), True)
     if a != b:
         assert canonical_bytes((a,), False) != canonical_bytes((b,), False)
+
+
+def g(a: Any, b: Any) -> Any:
+    return a
+
+
+_scalars = st.one_of(
+    st.integers(-2, 2),
+    st.booleans(),
+    st.floats(-2, 2, allow_nan=False),
+    st.none(),
+    st.text(max_size=2),
+    st.binary(max_size=2),
+)
+
+
+@given(st.lists(st.tuples(_scalars, _scalars), max_size=40), st.booleans())
+def test_remembered_call_keys_are_the_computed_keys(
+    calls: list[tuple[Any, Any]], typed: bool
+) -> None:
+    # A key function remembers the keys of recent calls of plain scalars: what
+    # it answers, in any order of calls, is what a new one computes.
+    reused = CallKey(g, namespace="n:", typed=typed).make_key_function()
+    for args in calls + calls[::-1]:
+        fresh = CallKey(g, namespace="n:", typed=typed).make_key_function()
+        assert reused(args, {}) == fresh(args, {})
+
+
+def test_remembered_call_keys_stay_right_past_the_bound() -> None:
+    reused = CallKey(g, namespace="n:", typed=False).make_key_function()
+    fresh = CallKey(g, namespace="n:", typed=False).make_key_function()
+    first = [reused((i, "x"), {}) for i in range(1000)]
+    assert len(set(first)) == 1000
+    assert [reused((i, "x"), {}) for i in range(1000)] == first
+    assert first == [fresh((i, "x"), {}) for i in range(1000)]
+    assert reused((True, "x"), {}) == reused((1, "x"), {}) == reused((1.0, "x"), {})
+    typed = CallKey(g, namespace="n:", typed=True).make_key_function()
+    assert len({typed((v, "x"), {}) for v in (1, True, 1.0, 1, True, 1.0)}) == 3

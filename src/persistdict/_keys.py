@@ -49,6 +49,7 @@ import xxhash
 __all__ = ("CallKey", "canonical_bytes", "function_namespace")
 
 _MISSING: Final = object()
+_RECENT_KEYS: Final = 256  # call keys remembered per function (see make_key)
 _SCALARS: Final = frozenset({str, int, float, bool, type(None), bytes})
 # Scalars that typed=False leaves as they are (floats and bools become ints).
 _STABLE_SCALARS: Final = frozenset({str, int, type(None), bytes})
@@ -586,12 +587,26 @@ class CallKey:
             and self._npositional == nparams
         )
 
+        # The keys of recent calls whose arguments are all of the stable scalar
+        # types, by their argument tuple: for those, equal tuples (==, as a dict
+        # compares them) have equal marshal bytes, hence equal keys. Not with
+        # typed=True, where 1 == 1.0 but their keys differ.
+        recent: dict[tuple[Any, ...], str] = {}
+        remember = exact and not typed
+
         def make_key(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
             if exact and not kwargs and len(args) == nparams:
                 values = args
             else:
                 values = normalize(args, kwargs)
             if stable.issuperset(map(type, values)):
+                if remember and values is args:
+                    key = recent.get(args)
+                    if key is None:
+                        if len(recent) >= _RECENT_KEYS:
+                            recent.clear()
+                        key = recent[args] = namespace + hexdigest(dumps(args, 0), seed)
+                    return key
                 return namespace + hexdigest(dumps(values, 0), seed)
             return namespace + hexdigest(canonical_bytes(values, typed), seed)
 

@@ -2,13 +2,16 @@
 
     python benchmarks/floor_schema.py [--quick]
 
-PersistDict writes a value, its metadata, its insertion-order entry and a data
-generation counter: four puts in four named databases, one transaction. This
-script times, with the same interleaving as the durable tables of bench_store,
-raw py-lmdb transactions that do exactly that much and no Python work besides,
-next to the one-put transaction of the baseline and to PersistDict itself. The gap
-between a layout's row and the baseline is what no Python optimisation can win
-back without changing the layout.
+PersistDict (store format 2) writes an entry as one row, its metadata and its
+value together, in the ``values`` database; a new key also puts its insertion-order
+entry in the ``order`` database, in the same transaction. This script times, with
+the same interleaving as the durable tables of bench_store, raw py-lmdb
+transactions that do exactly that much and no Python work besides, next to the
+one-put transaction of the baseline and to PersistDict itself (new keys, and
+overwrites of existing keys). The gap between a layout's row and the baseline is
+what no Python optimisation can win back without changing the layout: a dict keeps
+its insertion order, so a new key costs two rows in any layout that can list the
+keys in that order without sorting them.
 """
 
 from __future__ import annotations
@@ -33,18 +36,20 @@ from harness import (
 )
 
 SMALL = {"id": 1, "name": "x" * 60, "ok": True, "tags": ["a", "b"]}
-META = b"\x00" * 37  # the size of PersistDict's metadata header
+HEADER = b"\x00" * 44  # PersistDict's row header (35 bytes) and record check (9)
 _u64 = struct.Struct(">Q")
 
 
 def layout(path: Path, dbs: int, *, sync: bool) -> Callable[[str], None]:
-    """A setter that puts into ``dbs`` named databases (0: the main database)."""
+    """A setter that puts one row into each of ``dbs`` named databases (0: one
+    put into the main database): a row of the entry's size, an order entry, and
+    (3: format 1's separate metadata row) a metadata row."""
     import lmdb
 
     env = lmdb.open(
         str(path), map_size=1 << 34, sync=sync, max_dbs=8, max_readers=1024, mode=0o700
     )
-    names = [b"values", b"meta", b"order", b"internal"][:dbs]
+    names = [b"values", b"order", b"meta"][:dbs]
     with env.begin(write=True) as txn:
         handles = [env.open_db(n, txn=txn) for n in names]
     counter = [0]
@@ -58,28 +63,39 @@ def layout(path: Path, dbs: int, *, sync: bool) -> Callable[[str], None]:
                 return
             counter[0] += 1
             seq = _u64.pack(counter[0])
-            rows = [(encoded, payload), (encoded, META), (seq, encoded), (b"gen", seq)]
+            rows = [(encoded, HEADER + payload), (seq, encoded), (encoded, HEADER)]
             for db, (k, v) in zip(handles, rows, strict=False):
                 txn.put(k, v, db=db)
 
     return set_
 
 
-def persistdict_setter(path: Path, *, sync: bool) -> Callable[[str], None]:
+def persistdict_setter(
+    path: Path, *, sync: bool
+) -> tuple[Callable[[str], None], Callable[[list[str]], None]]:
+    """A setter of a PersistDict, and a filler (one transaction) of the same."""
     try:
         from persistdict import PersistDict
     except ImportError as exc:
         raise Unavailable(f"persistdict not importable ({exc})") from None
     d: Any = PersistDict(path, durable=sync)
-    return lambda key: d.__setitem__(key, SMALL)
+    return (lambda key: d.__setitem__(key, SMALL)), (
+        lambda keys: d.update(dict.fromkeys(keys, SMALL))
+    )
 
 
-def stepper(name: str, set_: Callable[[str], None]) -> Stepper:
+def stepper(
+    name: str, set_: Callable[[str], None], fill: Callable[[list[str]], None] | None
+) -> Stepper:
+    """Timed sets of new keys, or (with ``fill``, which stores them untimed
+    first) of existing ones."""
     keys: list[str] = []
     clock = time.perf_counter
 
     def prepare(r: int, n: int) -> None:
         keys[:] = [f"{name}{r}-{i:06d}" for i in range(n)]
+        if fill is not None:
+            fill(keys)
 
     def step(i: int) -> float:
         k = keys[i]
@@ -94,18 +110,22 @@ def run(report: Report, quick: bool, tmp: Path) -> None:
     rounds, durable_ops, fast_ops = (3, 30, 500) if quick else (7, 150, 3000)
     for sync, ops in ((True, durable_ops), (False, fast_ops)):
         tag = "sync" if sync else "nosync"
+        layouts = [
+            ("1 put, main db", 0),
+            ("1 row, 1 named db", 1),
+            ("2 rows, 2 named dbs", 2),
+            ("3 rows, 3 named dbs", 3),
+        ]
         steppers = [
-            stepper("1 put, main db", layout(tmp / f"l0-{tag}", 0, sync=sync)),
-            stepper("1 put, 1 named db", layout(tmp / f"l1-{tag}", 1, sync=sync)),
-            stepper("2 puts, 2 named dbs", layout(tmp / f"l2-{tag}", 2, sync=sync)),
-            stepper("3 puts, 3 named dbs", layout(tmp / f"l3-{tag}", 3, sync=sync)),
-            stepper("4 puts, 4 named dbs", layout(tmp / f"l4-{tag}", 4, sync=sync)),
+            stepper(name, layout(tmp / f"l{dbs}-{tag}", dbs, sync=sync), None)
+            for name, dbs in layouts
         ]
         skipped = {}
         try:
-            steppers.append(
-                stepper("persistdict", persistdict_setter(tmp / f"pd-{tag}", sync=sync))
-            )
+            set_, fill = persistdict_setter(tmp / f"pd-{tag}", sync=sync)
+            steppers.append(stepper("persistdict, new keys", set_, None))
+            set_, fill = persistdict_setter(tmp / f"pd-over-{tag}", sync=sync)
+            steppers.append(stepper("persistdict, overwrites", set_, fill))
         except Unavailable as exc:
             skipped["persistdict"] = str(exc)
         report.add(
@@ -159,31 +179,33 @@ def read_floors(report: Report, quick: bool, tmp: Path) -> None:
             with raw.begin() as txn:
                 loads(txn.get(k.encode()))
 
+    # A row: a 35-byte header (nothing follows it for a str key), then the
+    # record: a flag byte, the 8-byte checksum, the pickle.
     def layout_gets() -> None:
         for k in sample:
             encoded = b"\x01" + k.encode()
             with pd_env.begin() as txn:
-                record = txn.get(encoded, db=values_db)
-            view = memoryview(record)
-            if view[1:9] != xxh(view[9:], len(encoded)):
+                row = txn.get(encoded, db=values_db)
+            view = memoryview(row)
+            if view[36:44] != xxh(view[44:], len(encoded)):
                 raise ValueError("checksum")
-            loads(view[9:])
+            loads(view[44:])
 
     def layout_gets_bytes() -> None:
         for k in sample:
             encoded = b"\x01" + k.encode()
             with pd_env.begin() as txn:
-                record = txn.get(encoded, db=values_db)
-            payload = record[9:]
-            if record[1:9] != xxh(payload, len(encoded)):
+                row = txn.get(encoded, db=values_db)
+            payload = row[44:]
+            if row[36:44] != xxh(payload, len(encoded)):
                 raise ValueError("checksum")
             loads(payload)
 
     def layout_gets_unchecked() -> None:
         for k in sample:
             with pd_env.begin() as txn:
-                record = txn.get(b"\x01" + k.encode(), db=values_db)
-            loads(memoryview(record)[9:])
+                row = txn.get(b"\x01" + k.encode(), db=values_db)
+            loads(memoryview(row)[44:])
 
     def pd_gets() -> None:
         for k in sample:

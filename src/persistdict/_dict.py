@@ -84,7 +84,17 @@ _T_CUSTOM = b"\x10"
 # First bytes of ids that are exactly their key's encoding (str, bytes): the key
 # is rebuilt from the id alone.
 _FROM_ID = frozenset({1, 2})
-_NEEDS_META: Any = object()  # in a batch's keys: this key needs its metadata
+
+
+class _NeedsMeta(Exception):  # noqa: N818 - a signal, not an error
+    """Raised while rebuilding keys from ids: this one needs its row."""
+
+
+def _bytes_key(entry_id: bytes) -> bytes:
+    """The key of an id that is a bytes key's encoding; else _NeedsMeta."""
+    if entry_id[0] == 2:
+        return entry_id[1:]
+    raise _NeedsMeta
 
 
 class _NotFound(Exception):  # noqa: N818 - a signal, not an error
@@ -683,19 +693,17 @@ class PersistDict(dict):  # type: ignore[type-arg]
                 ids = [bytes(entry_id) for entry_id in ids]
             if direct:
                 # The common case, in one comprehension (decoding runs no user
-                # code: fine in the transaction).
+                # code: fine in the transaction); any other key ends it.
                 try:
                     keys = [
                         entry_id[1:].decode()
                         if entry_id[0] == 1
-                        else entry_id[1:]
-                        if entry_id[0] == 2
-                        else _NEEDS_META
+                        else _bytes_key(entry_id)
                         for entry_id in ids
                     ]
-                except UnicodeDecodeError:  # a str key with lone surrogates
-                    keys = [_NEEDS_META]
-                if _NEEDS_META not in keys:
+                except (_NeedsMeta, UnicodeDecodeError):  # or lone surrogates
+                    pass
+                else:
                     return ids, keys, [], [], len(ids), last
             get = txn.get
             values_db = env.values

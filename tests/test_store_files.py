@@ -186,3 +186,11 @@ except OSError:
     assert run_py(probe, lock_file).stdout.strip() == "held"
     d.close()
     assert run_py(probe, lock_file).stdout.strip() == "free"
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/mounts"), reason="Linux only")
+def test_file_system_type_of_a_virtual_file_system() -> None:
+    # No block device under /proc (an anonymous device): the mount table says.
+    from persistdict._env import _filesystem_type
+
+    assert _filesystem_type("/proc") == "proc"

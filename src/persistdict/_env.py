@@ -216,18 +216,23 @@ def _check_data_file(data_file: str | os.PathLike[str]) -> None:
         return
     if size == 0:
         return
-    with open(data_file, "rb") as fh:
-        head = fh.read(2 * 65536)
     page_size = 0
     best: tuple[int, int] | None = None  # (txnid, last_pgno)
-    for offset in _meta_offsets(head):
-        if len(head) < offset + 152:
+    with open(data_file, "rb") as fh:
+        # The two meta pages: at 0, and at the page size the first one gives.
+        head = fh.read(_META_BYTES)
+        metas = [
+            (offset, os.pread(fh.fileno(), _META_BYTES, offset) if offset else head)
+            for offset in _meta_offsets(head)
+        ]
+    for offset, meta in metas:
+        if len(meta) < _META_BYTES:
             continue
-        magic = struct.unpack_from("<I", head, offset + 16)[0]
+        magic = struct.unpack_from("<I", meta, 16)[0]
         if magic != 0xBEEFC0DE:
             continue
-        psize = struct.unpack_from("<I", head, offset + 40)[0]
-        last_pg, txnid = struct.unpack_from("<QQ", head, offset + 136)
+        psize = struct.unpack_from("<I", meta, 40)[0]
+        last_pg, txnid = struct.unpack_from("<QQ", meta, 136)
         if offset == 0:
             page_size = psize
         if best is None or txnid > best[0]:
@@ -243,6 +248,9 @@ def _check_data_file(data_file: str | os.PathLike[str]) -> None:
             f"{data_file} is truncated ({size} bytes, its last page ends at "
             f"{needed}): the store is damaged; restore it from a copy or move it away"
         )
+
+
+_META_BYTES = 152  # of a meta page: its header, then MDB_meta up to mm_txnid
 
 
 def _meta_offsets(head: bytes) -> list[int]:
@@ -277,7 +285,13 @@ _NETWORK_FILESYSTEMS = frozenset(
 
 
 def _filesystem_type(path: str) -> str | None:
-    """The type of the file system ``path`` is on (Linux), or None."""
+    """The type of the file system ``path`` is on (Linux), or None (also for a
+    file system on a local block device, which no network file system is)."""
+    try:
+        if os.major(os.stat(path).st_dev) != 0:
+            return None  # network file systems have anonymous devices (major 0)
+    except OSError:
+        return None
     try:
         with open("/proc/self/mounts", encoding="utf-8", errors="replace") as fh:
             mounts = fh.read().splitlines()

@@ -441,7 +441,8 @@ class PersistDict(dict):  # type: ignore[type-arg]
                 old.seq,
                 old.ctime,
                 now,
-                self._codec.seal(entry_id, payload),
+                self._codec.check(entry_id, payload),
+                payload,
                 old.full,
                 old.original,
                 old.note if note is None else note,
@@ -450,9 +451,9 @@ class PersistDict(dict):  # type: ignore[type-arg]
             entry_id = self._new_id(env, txn, encoded)
             seq = self._next_seq(env, txn)
             full = encoded if entry_id != encoded else None
-            record = self._codec.seal(entry_id, payload)
+            check = self._codec.check(entry_id, payload)
             original = self._original(key, encoded)
-            row = pack_row(seq, now, now, record, full, original, note)
+            row = pack_row(seq, now, now, check, payload, full, original, note)
             txn.put(_u64.pack(seq), entry_id, db=env.order, append=True)
         txn.put(entry_id, row, db=env.values)
         return entry_id

@@ -111,14 +111,16 @@ def pack_row(
     seq: int,
     ctime: float,
     written: float,
-    record: bytes,
+    check: bytes,
+    payload: bytes,
     full: bytes | None,
     original: bytes | None,
     note: str | None = None,
 ) -> bytes:
-    """The row stored for an entry: its metadata, then its value's ``record``."""
+    """The row stored for an entry: its metadata, then its value's record (the
+    ``check`` from ``Codec.check``, then the ``payload``), in one copy."""
     if full is None and original is None and note is None:  # the common case
-        return _HEADER.pack(0, seq, ctime, written, 0, 0, 0) + record
+        return b"".join((_HEADER.pack(0, seq, ctime, written, 0, 0, 0), check, payload))
     flags = (
         (_F_ORIGINAL if original is not None else 0)
         | (_F_HASHED if full is not None else 0)
@@ -133,7 +135,7 @@ def pack_row(
     header = _HEADER.pack(
         flags, seq, ctime, written, len(full), len(note_bytes), len(original)
     )
-    return b"".join((header, full, note_bytes, original, record))
+    return b"".join((header, full, note_bytes, original, check, payload))
 
 
 def record_start(row: Buffer) -> int:

@@ -843,13 +843,14 @@ class PersistDict(dict):  # type: ignore[type-arg]
             ]
 
         ids, txn_id = env.write(fn)
-        changes: dict[bytes, tuple[object, LayerEntry] | None] = {
-            entry_id: (self._codec_key, self._layer_entry(value, payload))
+        codec_key = self._codec_key
+        changes: dict[bytes, tuple[object, Any, bytes] | None] = {
+            entry_id: (codec_key, value, payload)
             for entry_id, (_encoded, _key, payload, value, _note) in zip(
                 ids, rows, strict=True
             )
         }
-        env.layer.wrote(txn_id, changes)
+        env.layer.wrote(txn_id, changes, self._layer_entry)
         if self._verbose:
             logger.debug("stored %d entries in %s", len(rows), self._path)
 
@@ -985,8 +986,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
         if row is not None:
             return self._codec.loads(self._open_row(key, entry_id, row))
         env.layer.wrote(
-            txn_id,
-            {entry_id: (self._codec_key, self._layer_entry(default, payload))},
+            txn_id, {entry_id: (self._codec_key, default, payload)}, self._layer_entry
         )
         return default
 

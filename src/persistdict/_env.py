@@ -641,7 +641,8 @@ class Env:
                         last = self.env.info()["last_txnid"]
                     if last < txn_id:  # nothing was written
                         return result, txn_id - 1
-                    self.counter.observe(txn_id)
+                    if self.counter.offset is None:
+                        self.counter.observe(txn_id)  # (else: checked just above)
                     return result, txn_id
                 except lmdb.MapFullError:
                     txn.abort()

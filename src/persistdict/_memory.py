@@ -23,6 +23,7 @@ import _thread  # not threading: see _env
 
 TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any, TypeAlias
 
     from ._lru import SecondChanceLRU
@@ -142,24 +143,27 @@ class MemoryLayer:
     def wrote(
         self,
         txn_id: int,
-        changes: dict[bytes, tuple[object, LayerEntry] | None] | None,
+        changes: dict[bytes, tuple[object, Any, bytes] | None] | None,
+        make_entry: Callable[[Any, bytes], LayerEntry] | None = None,
     ) -> None:
         """This process committed ``txn_id``.
 
-        ``changes`` maps ids to their new entry (or None for a removal); None
-        means the transaction changed too much to list: drop everything. New
-        entries are not added (a read adds them), only held ones are replaced.
+        ``changes`` maps ids to (codec key, new value, its payload), or None for
+        a removal; None means the transaction changed too much to list: drop
+        everything. New entries are not added (a read adds them), only held
+        ones are replaced, by ``make_entry(value, payload)``.
         """
         with self._lock:
             if self.known_txn >= txn_id:
                 return  # a reader already saw this commit, or a later one
             if self.known_txn == txn_id - 1 and changes is not None:
-                for entry_id, change in changes.items():
-                    for key, cache in self._caches.items():
-                        if entry_id not in cache:
+                for key, cache in self._caches.items():
+                    held = cache.entries
+                    for entry_id, change in changes.items():
+                        if entry_id not in held:
                             continue
-                        if change is not None and change[0] == key:
-                            cache[entry_id] = change[1]
+                        if change is not None and change[0] == key and make_entry:
+                            cache[entry_id] = make_entry(change[1], change[2])
                         else:
                             cache.forget(entry_id)
             else:

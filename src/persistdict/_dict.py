@@ -533,8 +533,12 @@ class PersistDict(dict):  # type: ignore[type-arg]
             tokens.pop()
         if record is None:
             return _MISSING
-        if encoded not in env._pending and not self._readonly:
-            env.touch(encoded, time.time())
+        pending = env._pending
+        if encoded not in pending and not self._readonly:
+            if env._flusher:  # env.touch(), its common case written out
+                pending[encoded] = time.time()
+            else:
+                env.touch(encoded, time.time())
         try:
             payload = self._codec.open(
                 encoded, record, record_start(record) if record[0] else HEADER_SIZE

@@ -276,6 +276,36 @@ def test_regular_reads_keep_an_entry_alive(store_path: Path) -> None:
     other.close()
 
 
+def test_values_in_the_memory_layer_expire_on_time(store_path: Path) -> None:
+    # The memory layer serves an expiring store too, while an entry it holds is
+    # younger than the expiration; an older one is checked in the store.
+    d = PersistDict(store_path, expiration_days=1.5 / 86400)  # 1.5 seconds
+    d["k"] = [1]
+    assert d["k"] == d["k"] == [1]  # admitted to the layer at its second read
+    time.sleep(2.0)
+    with pytest.raises(KeyError):
+        d["k"]  # not read for 2 s: gone, though the layer held it
+    d.close()
+
+
+def test_reads_in_another_process_keep_a_layer_entry_alive(
+    store_path: Path, run_py: Any
+) -> None:
+    d = PersistDict(store_path, expiration_days=2 / 86400)  # 2 seconds
+    d["kept"] = [2]
+    started = time.monotonic()
+    assert d["kept"] == d["kept"] == [2]  # in the layer
+    time.sleep(max(0.0, 1.0 - (time.monotonic() - started)))
+    run_py(
+        "import sys\nfrom persistdict import PersistDict\n"
+        "assert PersistDict(sys.argv[1], expiration_days=2 / 86400)['kept'] == [2]",
+        str(store_path),
+    )
+    time.sleep(max(0.0, 2.6 - (time.monotonic() - started)))
+    assert d["kept"] == [2]  # read by the other process 1.6 s ago
+    d.close()
+
+
 def test_expired_entries_are_swept_at_open(store_path: Path) -> None:
     with PersistDict(store_path) as d:
         d.update({i: i for i in range(50)})

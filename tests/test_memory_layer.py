@@ -37,14 +37,14 @@ def test_values_the_layer_may_share() -> None:
 def test_a_hit_entry_survives_the_next_eviction() -> None:
     cache = SecondChanceLRU(3)
     for key in (b"a", b"b", b"c"):
-        cache[key] = (key, b"", True)
+        cache[key] = (key, b"", True, 0.0)
     layer = MemoryLayer()
     layer._caches["codec"] = cache
     layer.known_txn = 7
-    assert layer.get("codec", 7, b"a") == (b"a", b"", True)  # a hit marks "a"
-    cache[b"d"] = (b"d", b"", True)  # full: evicts the oldest unmarked, "b"
+    assert layer.get("codec", 7, b"a") == (b"a", b"", True, 0.0)  # a hit marks "a"
+    cache[b"d"] = (b"d", b"", True, 0.0)  # full: evicts the oldest unmarked, "b"
     assert set(cache) == {b"a", b"c", b"d"}
-    cache[b"e"] = (b"e", b"", True)  # "a" had its second chance: now "c" goes
+    cache[b"e"] = (b"e", b"", True, 0.0)  # "a" had its second chance: now "c" goes
     assert set(cache) == {b"a", b"d", b"e"}
     assert set(cache.entries) == {b"a", b"d", b"e"}
     cache.forget(b"a")

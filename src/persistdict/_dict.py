@@ -352,10 +352,11 @@ class PersistDict(dict):  # type: ignore[type-arg]
 
     def _layer_entry(self, value: Any, payload: bytes) -> LayerEntry:
         """What the memory layer keeps: an immutable value itself, else the
-        payload, unpickled again on each hit so that readers never share it."""
+        payload, unpickled again on each hit so that readers never share it; and
+        when (the value was just read or written: see _read)."""
         if self._default_values and is_immutable(value):
-            return (value, b"", True)
-        return (None, payload, False)
+            return (value, b"", True, time.time())
+        return (None, payload, False, time.time())
 
     def _atime(self, env: Env, txn: Txn, entry_id: bytes, row: Buffer) -> float:
         """When the entry was last read or written, as far as this process knows:
@@ -467,6 +468,11 @@ class PersistDict(dict):  # type: ignore[type-arg]
         last commit id in LMDB's lock file with the one the memory layer is known
         current at, and needs no transaction; otherwise one read transaction
         (whose id checks the layer), the value decoded after it ended.
+
+        With expiration, a layer entry serves reads while it is younger than the
+        expiration: it was read or written when it entered the layer, so the
+        entry's access time is at least that (and other processes' reads only
+        make it later); an older one is checked in the store.
         """
         env = self._env
         if env is None:
@@ -478,8 +484,9 @@ class PersistDict(dict):  # type: ignore[type-arg]
                 encoded = self._encode(key)
         else:
             encoded = self._encode(key)
-        if self._expire_seconds or len(encoded) > MAX_ID:
+        if len(encoded) > MAX_ID:
             return self._read_checked(env, key, encoded)
+        expire = self._expire_seconds
         layer = env.layer
         use_layer = self._cache_size
         counter = env.counter
@@ -492,7 +499,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
             # Nothing was committed since the layer was last known current.
             missed_at = layer.known_txn
             entry = layer.hit(self._codec_key, encoded)
-            if entry is not None:
+            if entry is not None and (not expire or time.time() - entry[3] <= expire):
                 if not self._readonly and encoded not in env._pending:
                     env.touch(encoded, time.time())
                 return entry[0] if entry[2] else self._codec.loads(entry[1])
@@ -523,11 +530,19 @@ class PersistDict(dict):  # type: ignore[type-arg]
                     if txn_id == missed_at
                     else layer.get(self._codec_key, txn_id, encoded)
                 )
-                if entry is not None:
+                if entry is not None and (
+                    not expire or time.time() - entry[3] <= expire
+                ):
                     if not self._readonly and encoded not in env._pending:
                         env.touch(encoded, time.time())
                     return entry[0] if entry[2] else self._codec.loads(entry[1])
             record = txn.get(encoded, db=env.values)
+            if (
+                expire
+                and record is not None
+                and self._expired(env, txn, encoded, record, time.time())
+            ):
+                record = None  # an expired entry is a missing key
         finally:
             txn.abort()
             tokens.pop()
@@ -562,7 +577,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
             raise
 
     def _read_checked(self, env: Env, key: Any, encoded: bytes) -> Any:
-        """``_read`` for a store with expiration, or a key stored under its hash."""
+        """``_read`` for a key stored under its hash (not in the memory layer)."""
         now = time.time()
 
         def fn(txn: Txn) -> tuple[bytes, Buffer] | None:

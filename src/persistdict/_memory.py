@@ -28,8 +28,9 @@ if TYPE_CHECKING:
 
     from ._lru import SecondChanceLRU
 
-    # (value if immutable else None, payload if mutable else b"", is_immutable)
-    LayerEntry: TypeAlias = tuple[Any, bytes, bool]
+    # (value if immutable else None, payload if mutable else b"", is_immutable,
+    # when it was read or written: its access time is at least that)
+    LayerEntry: TypeAlias = tuple[Any, bytes, bool, float]
 
 _MAX_SEEN = 1 << 16
 

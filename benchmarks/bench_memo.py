@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,26 @@ def _cachetools(tmp: Path) -> tuple[Decorator, Callable[[], None]]:
     return cachetools.cached(cachetools.LRUCache(maxsize=128)), lambda: None
 
 
+def _cachetools_copies(tmp: Path) -> tuple[Decorator, Callable[[], None]]:
+    """cachetools.cached keeping results pickled, each hit unpickled: the same
+    guarantee as persist_cache (a caller never gets an object another caller
+    got), so the floor of a hit whose result is mutable."""
+    import cachetools
+
+    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+        cached = cachetools.cached(cachetools.LRUCache(maxsize=128))(
+            lambda *args: pickle.dumps(fn(*args), protocol=5)
+        )
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any) -> Any:
+            return pickle.loads(cached(*args))
+
+        return wrapper
+
+    return deco, lambda: None
+
+
 def _diskcache(tmp: Path) -> tuple[Decorator, Callable[[], None]]:
     try:
         import diskcache
@@ -102,6 +123,10 @@ SYSTEMS: dict[str, Callable[[Path], tuple[Decorator, Callable[[], None]]]] = {
     "persist_cache maxsize=0": _persist(maxsize=0),
 }
 IN_MEMORY = ("functools.lru_cache", "cachetools.cached")
+# In the warm tables only: the snapshot floor of a mutable result.
+WARM_ONLY: dict[str, Callable[[Path], tuple[Decorator, Callable[[], None]]]] = {
+    "cachetools.cached + pickle": _cachetools_copies,
+}
 
 
 def body_str(x: int, text: str) -> str:
@@ -116,7 +141,8 @@ def _decorate(
     system: str, tmp: Path, body: Callable[..., Any], skipped: dict[str, str]
 ) -> tuple[Callable[..., Any], Callable[[], None]] | None:
     try:
-        deco, close = SYSTEMS[system](tmp / system.replace(" ", "_"))
+        make = SYSTEMS.get(system) or WARM_ONLY[system]
+        deco, close = make(tmp / system.replace(" ", "_").replace("+", ""))
     except Unavailable as exc:
         skipped[system] = str(exc)
         return None
@@ -166,7 +192,7 @@ def warm_sections(report: Report, sizes: Sizes, tmp: Path) -> None:
         skipped: dict[str, str] = {}
         entries: list[Entry] = []
         hot = list(range(100))
-        for system in SYSTEMS:
+        for system in [*SYSTEMS, *WARM_ONLY]:
             if system == "persist_cache maxsize=0":
                 continue
             made = _decorate(system, tmp / f"warm-{kind}", body, skipped)
@@ -338,10 +364,16 @@ def targets(report: Report) -> None:
     for kind in ("str", "dict"):
         s = sec.get(f"memo warm {kind}")
         if s is not None:
+            floor = s.ratio("cachetools.cached + pickle")
             report.target(
                 f"warm decorator hit ({kind} result) vs cachetools.cached",
                 s.ratio("persist_cache"),
                 1.5,
+                detail=""
+                if kind == "str"
+                else "floor: a new copy per hit (values are snapshots), as"
+                " cachetools.cached + pickle: "
+                + ("n/a" if floor is None else f"{floor:.2f}x"),
             )
     s = sec.get("memo disk")
     if s is not None:
@@ -357,8 +389,10 @@ def targets(report: Report) -> None:
             "fresh process import+decorate+100 hits vs diskcache.memoize",
             s.ratio("persist_cache"),
             0.2,
-            detail="the hit-from-disk bar applied to a new process; the imports"
-            " of lmdb + pickle alone take ~0.4x of diskcache's whole run",
+            detail="not a target of issue 4: the hit-from-disk bar applied to a"
+            " new process; the imports of lmdb + pickle alone take ~0.4x of"
+            " diskcache's whole run",
+            informative=True,
         )
 
 

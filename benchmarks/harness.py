@@ -297,11 +297,14 @@ class Target:
     at_least: bool = False
     detail: str = ""
     unit: str = "x"
+    informative: bool = False  # a bar of our own, not one of the targets
 
     @property
     def status(self) -> str:
         if self.measured is None:
             return "SKIP"
+        if self.informative:
+            return "INFO"
         ok = (
             self.measured >= self.limit
             if self.at_least
@@ -315,7 +318,8 @@ class Target:
         if self.unit == "" and self.measured is not None:
             measured = f"{self.measured:g}"
         limit = f"{self.limit:g}{self.unit}"
-        text = f"{self.status}  {self.label}: {measured} (target {op} {limit})"
+        bar = "measured against" if self.informative else "target"
+        text = f"{self.status}  {self.label}: {measured} ({bar} {op} {limit})"
         return text + (f"  [{self.detail}]" if self.detail else "")
 
 
@@ -348,8 +352,11 @@ class Report:
         at_least: bool = False,
         detail: str = "",
         unit: str = "x",
+        informative: bool = False,
     ) -> None:
-        self.targets.append(Target(label, measured, limit, at_least, detail, unit))
+        self.targets.append(
+            Target(label, measured, limit, at_least, detail, unit, informative)
+        )
 
     def finish(self) -> None:
         if self.targets:
@@ -358,7 +365,7 @@ class Report:
                 self.emit("   " + target.line())
             counts = {
                 s: sum(t.status == s for t in self.targets)
-                for s in ("PASS", "FAIL", "SKIP")
+                for s in ("PASS", "FAIL", "SKIP", "INFO")
             }
             self.emit("   " + ", ".join(f"{n} {s}" for s, n in counts.items()))
         if self._out is not None:

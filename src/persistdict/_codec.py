@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
+    from ._meta import Buffer
+
 __all__ = [
     "HASHED",
     "MAX_ID",
@@ -125,7 +127,7 @@ def encode_key(key: Any) -> tuple[bytes, bytes | None]:
     return encoded, original
 
 
-def decode_key(encoded: bytes, original: bytes | None) -> Any:
+def decode_key(encoded: bytes, original: Buffer | None) -> Any:
     """Rebuild a key from what ``encode_key`` returned."""
     if original is not None:
         return pickle.loads(original)
@@ -215,6 +217,7 @@ default_loads: Callable[[bytes], Any] = pickle.loads
 _xxh64 = xxhash.xxh3_64_digest
 
 # Record layout: flag byte, then an 8-byte checksum or a 32-byte signature.
+_VIEW_FROM = 16384  # bytes of a record from which open() gives a memoryview
 _F_CHECKSUM = 0
 _F_SIGNED = 1
 _CHECK_LEN = {_F_CHECKSUM: 8, _F_SIGNED: 32}
@@ -223,7 +226,7 @@ _CHECK_LEN = {_F_CHECKSUM: 8, _F_SIGNED: 32}
 class Codec:
     """Values to records and back, with a checksum or a signature."""
 
-    __slots__ = ("_secret", "dumps", "loads")
+    __slots__ = ("_secret", "_views", "dumps", "loads")
 
     def __init__(
         self,
@@ -232,8 +235,13 @@ class Codec:
         secret: bytes | None,
     ) -> None:
         self.dumps = dumps
-        self.loads = loads
+        # Given a bytes payload, or a memoryview of one when _views (see open).
+        self.loads: Callable[[Any], Any] = loads
         self._secret = secret
+        # pickle.loads reads a memoryview as well as bytes: a large payload is
+        # then not copied out of its record first (a user's unserializer gets
+        # bytes, as documented).
+        self._views = loads is pickle.loads
 
     def _sign(self, entry_id: bytes, payload: bytes) -> bytes:
         import hashlib  # only stores with a secret need it
@@ -255,16 +263,24 @@ class Codec:
             return b"\x00" + _xxh64(payload, len(entry_id))
         return b"\x01" + self._sign(entry_id, payload)
 
-    def open(self, entry_id: bytes, record: bytes, start: int = 0) -> bytes:
+    def open(self, entry_id: bytes, record: bytes, start: int = 0) -> Buffer:
         """The payload of the record at ``record[start:]``, after its checksum or
-        signature verified (``start`` skips a row's metadata without a copy)."""
+        signature verified (``start`` skips a row's metadata without a copy).
+
+        A large payload comes as a memoryview of ``record`` when ``loads`` is
+        pickle's (no copy of it before unpickling); otherwise as bytes.
+        """
         if self._secret is None and len(record) > start and record[start] == 0:
-            payload = record[start + 9 :]  # the common case
+            # The common case.
+            if self._views and len(record) > _VIEW_FROM:
+                payload: Buffer = memoryview(record)[start + 9 :]
+            else:
+                payload = record[start + 9 :]
             if record[start + 1 : start + 9] == _xxh64(payload, len(entry_id)):
                 return payload
         return self._open_checked(entry_id, record, start)
 
-    def _open_checked(self, entry_id: bytes, record: bytes, start: int) -> bytes:
+    def _open_checked(self, entry_id: bytes, record: bytes, start: int) -> Buffer:
         flag = record[start] if len(record) > start else -1
         if flag == _F_CHECKSUM and self._secret is None:
             payload = record[start + 9 :]

@@ -325,10 +325,10 @@ class PersistDict(dict):  # type: ignore[type-arg]
     def _decode(self, encoded: bytes, original: bytes | None) -> Any:
         if self._key_loads is not None:
             return self._key_loads(encoded[1:])
-        if original is not None:
-            # Verified before it is unpickled, as values are.
-            original = self._codec.open(encoded, original)
-        return decode_key(encoded, original)
+        if original is None:
+            return decode_key(encoded, None)
+        # Verified before it is unpickled, as values are.
+        return decode_key(encoded, self._codec.open(encoded, original))
 
     def _dumps(self, key: Any, value: Any) -> bytes:
         try:
@@ -350,7 +350,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
             )
         return payload
 
-    def _layer_entry(self, value: Any, payload: bytes) -> LayerEntry:
+    def _layer_entry(self, value: Any, payload: Buffer) -> LayerEntry:
         """What the memory layer keeps: an immutable value itself, else the
         payload, unpickled again on each hit so that readers never share it; and
         when (the value was just read or written: see _read)."""
@@ -568,7 +568,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
             )
         return value
 
-    def _open_row(self, key: Any, entry_id: bytes, row: Buffer) -> bytes:
+    def _open_row(self, key: Any, entry_id: bytes, row: Buffer) -> Buffer:
         """The payload of a row's record, its checksum or signature verified."""
         try:
             return self._codec.open(entry_id, bytes(row), record_start(row))

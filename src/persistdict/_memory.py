@@ -27,10 +27,11 @@ if TYPE_CHECKING:
     from typing import Any, TypeAlias
 
     from ._lru import SecondChanceLRU
+    from ._meta import Buffer
 
     # (value if immutable else None, payload if mutable else b"", is_immutable,
     # when it was read or written: its access time is at least that)
-    LayerEntry: TypeAlias = tuple[Any, bytes, bool, float]
+    LayerEntry: TypeAlias = tuple[Any, Buffer, bool, float]
 
 _MAX_SEEN = 1 << 16
 

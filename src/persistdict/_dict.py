@@ -32,6 +32,7 @@ from ._meta import (
     MetaRecord,
     pack_row,
     record_start,
+    repack_row,
     row_seq,
     row_written,
     to_datetime,
@@ -436,18 +437,9 @@ class PersistDict(dict):  # type: ignore[type-arg]
             found = None
         if found is not None:
             entry_id = found[0]
-            old = unpack_row(found[1])
             # As in a dict, the first key object stored is kept, and its place.
-            row = pack_row(
-                old.seq,
-                old.ctime,
-                now,
-                self._codec.check(entry_id, payload),
-                payload,
-                old.full,
-                old.original,
-                old.note if note is None else note,
-            )
+            check = self._codec.check(entry_id, payload)
+            row = repack_row(found[1], now, check, payload, note)
         else:
             entry_id = self._new_id(env, txn, encoded)
             seq = self._next_seq(env, txn)

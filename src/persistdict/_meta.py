@@ -39,6 +39,7 @@ __all__ = [
     "pack_atime",
     "pack_row",
     "record_start",
+    "repack_row",
     "row_seq",
     "row_written",
     "unpack_atime",
@@ -136,6 +137,28 @@ def pack_row(
         flags, seq, ctime, written, len(full), len(note_bytes), len(original)
     )
     return b"".join((header, full, note_bytes, original, check, payload))
+
+
+def repack_row(
+    row: Buffer, written: float, check: bytes, payload: bytes, note: str | None
+) -> bytes:
+    """``row`` with a new value: the same metadata (insertion place, creation
+    time, key; the note too unless ``note`` is given), a new write time."""
+    if note is not None:
+        old = unpack_row(row)
+        return pack_row(
+            old.seq, old.ctime, written, check, payload, old.full, old.original, note
+        )
+    start = record_start(row)
+    return b"".join(
+        (
+            row[:_WRITTEN_OFFSET],
+            _TIME.pack(written),
+            row[_WRITTEN_OFFSET + 8 : start],
+            check,
+            payload,
+        )
+    )
 
 
 def record_start(row: Buffer) -> int:

@@ -500,3 +500,46 @@ time.sleep(max(0.0, 1.05 - (time.time() - started)))
         for i in range(0, 100_000, 997):
             meta = d.metadata(f"k{i}")
             assert meta.atime > meta.ctime  # the read was recorded
+
+
+def test_insertion_order_follows_commits_of_two_processes(store_path: Path) -> None:
+    # Two processes add keys in turn: the store's order is the order of their
+    # commits, whatever each process remembers of the places it gave.
+    import subprocess
+
+    d = PersistDict(store_path)
+    d["p-start"] = 0
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys\n"
+            "from persistdict import PersistDict\n"
+            "d = PersistDict(sys.argv[1])\n"
+            "for line in sys.stdin:\n"
+            "    d.update(dict.fromkeys(line.split(), 1))\n"
+            "    print('ok', flush=True)\n",
+            str(store_path),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": src},
+    )
+    assert child.stdin is not None and child.stdout is not None
+    expected = ["p-start"]
+    for i in range(20):
+        keys = [f"c{i}"] if i % 3 else [f"c{i}a", f"c{i}b"]  # one key, or two
+        child.stdin.write(" ".join(keys) + "\n")
+        child.stdin.flush()
+        assert child.stdout.readline().strip() == "ok"
+        expected += keys
+        d[f"p{i}"] = i
+        expected.append(f"p{i}")
+    child.stdin.close()
+    assert child.wait(timeout=30) == 0
+    child.stdout.close()
+    assert list(d) == expected
+    assert list(reversed(d)) == expected[::-1]
+    d.close()

@@ -318,8 +318,8 @@ class PersistDict(dict):  # type: ignore[type-arg]
     def _original(self, key: Any, encoded: bytes) -> bytes | None:
         """The bytes that rebuild ``key`` exactly, sealed like a value (checksum,
         or signature with a secret), or None when the encoding itself will do."""
-        if self._key_dumps is not None:
-            return None
+        if self._key_dumps is not None or type(key) is str:
+            return None  # (a str key is rebuilt from its encoding)
         original = encode_key(key)[1]
         return None if original is None else self._codec.seal(encoded, original)
 
@@ -410,10 +410,22 @@ class PersistDict(dict):  # type: ignore[type-arg]
         txn.delete(entry_id, db=env.atimes)
 
     def _next_seq(self, env: Env, txn: Txn) -> int:
-        cursor = txn.cursor(db=env.order)
-        if cursor.last():
-            return int(_u64.unpack(cursor.key())[0]) + 1
-        return 0
+        """The insertion place of a new key: after the last one in ``order``.
+
+        Write transactions run one at a time; the place after the one this
+        process gave last is still the next one if ``txn`` follows that
+        transaction directly (no commit, by anyone, in between) or is that
+        transaction (an update() of several keys). Otherwise: ask the database.
+        """
+        txn_id = txn.id()
+        last_txn, following = env.next_seq
+        if txn_id == last_txn or txn_id == last_txn + 1:
+            seq = following
+        else:
+            cursor = txn.cursor(db=env.order)
+            seq = int(_u64.unpack(cursor.key())[0]) + 1 if cursor.last() else 0
+        env.next_seq = (txn_id, seq + 1)
+        return seq
 
     def _put(
         self,

@@ -363,6 +363,9 @@ class Env:
 
     def _reset_process_state(self) -> None:
         self._generation = _fork_generation
+        # (write transaction id, insertion place after the one it gave): see
+        # PersistDict._next_seq. Set only inside write transactions.
+        self.next_seq = (-2, 0)
         # The gate: every transaction holds a token while it is open; a resize or
         # a fork sets _paused and waits until no token is left. Appending to and
         # popping from a list are atomic under the GIL, and each side re-checks
@@ -646,8 +649,10 @@ class Env:
                     return result, txn_id
                 except lmdb.MapFullError:
                     txn.abort()
+                    self.next_seq = (-2, 0)  # what it gave was not stored
                 except lmdb.Error as exc:
                     txn.abort()
+                    self.next_seq = (-2, 0)
                     raise StoreWriteError(
                         f"could not write to the store at {self.path}: {exc} (the "
                         "disk may be full, or a file size limit reached); nothing "
@@ -655,6 +660,7 @@ class Env:
                     ) from exc
                 except BaseException:
                     txn.abort()
+                    self.next_seq = (-2, 0)
                     raise
             finally:
                 self._tokens.pop()

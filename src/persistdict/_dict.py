@@ -566,10 +566,15 @@ class PersistDict(dict):  # type: ignore[type-arg]
             logger.error("record for key %r in %s did not verify", key, self._path)
             raise
         value = self._codec.loads(payload)
-        if use_layer and layer.admit(encoded):
-            layer.put(
-                self._codec_key, txn_id, encoded, self._layer_entry(value, payload)
-            )
+        if use_layer:
+            # layer.admit(encoded), its common case (a first read) written out.
+            seen = layer._seen
+            if encoded not in seen and len(seen) < layer.seen_limit:
+                seen.add(encoded)
+            elif layer.admit(encoded):
+                layer.put(
+                    self._codec_key, txn_id, encoded, self._layer_entry(value, payload)
+                )
         return value
 
     def _open_row(self, key: Any, entry_id: bytes, row: Buffer) -> Buffer:

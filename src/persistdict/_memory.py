@@ -48,11 +48,12 @@ def _new_lru(maxsize: int) -> SecondChanceLRU:
 
 
 class MemoryLayer:
-    __slots__ = ("_caches", "_lock", "_seen", "known_txn", "maxsize")
+    __slots__ = ("_caches", "_lock", "_seen", "known_txn", "maxsize", "seen_limit")
 
     def __init__(self) -> None:
         self._lock = _thread.allocate_lock()
         self.maxsize = 0
+        self.seen_limit = 0  # ids _seen holds at most: min(2 * maxsize, _MAX_SEEN)
         self._caches: dict[object, SecondChanceLRU] = {}
         self.known_txn = -1
         # Admission: an id enters the layer on its second read within a while,
@@ -73,6 +74,7 @@ class MemoryLayer:
             if size <= self.maxsize:
                 return
             self.maxsize = size
+            self.seen_limit = min(2 * size, _MAX_SEEN)
             for codec_key, cache in list(self._caches.items()):
                 grown = _new_lru(size)
                 for key, value in cache.items():
@@ -128,7 +130,7 @@ class MemoryLayer:
         seen = self._seen
         if entry_id in seen:
             return True
-        if len(seen) >= min(2 * self.maxsize, _MAX_SEEN):
+        if len(seen) >= self.seen_limit:
             seen.clear()
         seen.add(entry_id)
         return False

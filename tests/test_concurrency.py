@@ -543,3 +543,45 @@ def test_insertion_order_follows_commits_of_two_processes(store_path: Path) -> N
     assert list(d) == expected
     assert list(reversed(d)) == expected[::-1]
     d.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_threads_of_a_forked_child_start_at_once(store_path: Path, run_py: Any) -> None:
+    # The child's first use reopens the store; its other threads wait for that
+    # at the gate instead of using the inherited environment while it closes.
+    out = run_py(
+        """
+import os, sys, threading
+from persistdict import PersistDict
+d = PersistDict(sys.argv[1])
+d.update({f"k{i}": i for i in range(100)})
+for _ in range(3):
+    for i in range(100):
+        d[f"k{i}"]
+failed = 0
+for trial in range(20):
+    pid = os.fork()
+    if pid == 0:
+        errors = []
+        def reader(n):
+            try:
+                for j in range(50):
+                    assert d[f"k{(j + n) % 100}"] == (j + n) % 100
+                if n == 0:
+                    d[f"child{trial}"] = trial
+            except BaseException as exc:
+                errors.append(repr(exc))
+        threads = [threading.Thread(target=reader, args=(n,)) for n in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        os._exit(1 if errors else 0)
+    _, status = os.waitpid(pid, 0)
+    failed += status != 0
+print(failed, sum(1 for k in d if k.startswith("child")))
+""",
+        str(store_path),
+        timeout=120,
+    ).stdout.split()
+    assert out == ["0", "20"]

@@ -361,7 +361,9 @@ class Env:
 
     # -- opening ---------------------------------------------------------------
 
-    def _reset_process_state(self) -> None:
+    def _reset_process_state(self, gate_closed: bool = False) -> None:
+        """Fresh state for this process; ``gate_closed``: the gate starts closed
+        (as by ``_pause``) for the caller to open with ``_unpause``."""
         self._generation = _fork_generation
         # (write transaction id, insertion place after the one it gave): see
         # PersistDict._next_seq. Set only inside write transactions.
@@ -371,8 +373,10 @@ class Env:
         # popping from a list are atomic under the GIL, and each side re-checks
         # the other's flag after setting its own, so the fast path takes no lock.
         self._tokens: list[None] = []
-        self._paused = 0
         self._pause_lock = _thread.allocate_lock()
+        if gate_closed:
+            self._pause_lock.acquire()
+        self._paused = int(gate_closed)
         self._pending: dict[bytes, float] = {}
         self._pending_lock = _thread.allocate_lock()
         # Held for a whole flush: one flush at a time, and the exit handler
@@ -499,7 +503,10 @@ class Env:
         if raw_format is None and not self.readonly:
             with env.begin(write=True) as txn:
                 txn.put(FORMAT_KEY, _u64.pack(FORMAT_VERSION), db=self.internal)
-            self.update_settings({"format": FORMAT_VERSION, "created": time.time()})
+            # Directly: this runs while the environment is being opened, when
+            # nothing else uses it (and maybe with the gate closed, see
+            # _reopen_after_fork).
+            self.settings.update({"format": FORMAT_VERSION, "created": time.time()})
             raw_format = _u64.pack(FORMAT_VERSION)
         fmt = _u64.unpack(raw_format)[0] if raw_format else FORMAT_VERSION
         if fmt != FORMAT_VERSION:
@@ -767,12 +774,19 @@ class Env:
             if self._generation == _fork_generation:
                 return
             old = self.env
-            self._reset_process_state()
-            # No transaction was open at the fork (the fork waited at the gate),
-            # so closing the inherited environment releases nothing of the parent's.
-            old.close()
-            self.counter.close_after_env()
-            self._open()
+            # The gate stays closed until the environment is open again: other
+            # threads of the child wait at it, rather than begin a transaction
+            # in the inherited environment while it is being closed.
+            self._reset_process_state(gate_closed=True)
+            try:
+                # No transaction was open at the fork (the fork waited at the
+                # gate), so closing the inherited environment releases nothing
+                # of the parent's.
+                old.close()
+                self.counter.close_after_env()
+                self._open()
+            finally:
+                self._unpause()
 
     def close(self) -> None:
         if sys.is_finalizing():

@@ -288,6 +288,24 @@ def test_values_in_the_memory_layer_expire_on_time(store_path: Path) -> None:
     d.close()
 
 
+def test_a_read_only_handle_serves_no_expired_entry_from_the_layer(
+    store_path: Path,
+) -> None:
+    # A read-only handle records no access: what it puts in the layer says
+    # nothing of when the entry was last used.
+    days = 1.5 / 86400  # 1.5 seconds
+    with PersistDict(store_path, days) as d:
+        d["k"] = [1, 2, 3]
+    written = time.monotonic()
+    time.sleep(0.8)
+    r = PersistDict(store_path, days, readonly=True)
+    assert r.get("k") == r.get("k") == [1, 2, 3]  # into the layer
+    time.sleep(max(0.0, 1.9 - (time.monotonic() - written)))
+    assert "k" not in r
+    assert r.get("k") is None
+    r.close()
+
+
 def test_reads_in_another_process_keep_a_layer_entry_alive(
     store_path: Path, run_py: Any
 ) -> None:

@@ -351,13 +351,14 @@ class PersistDict(dict):  # type: ignore[type-arg]
             )
         return payload
 
-    def _layer_entry(self, value: Any, payload: Buffer) -> LayerEntry:
+    def _layer_entry(self, value: Any, payload: Buffer, stamp: float) -> LayerEntry:
         """What the memory layer keeps: an immutable value itself, else the
         payload, unpickled again on each hit so that readers never share it; and
-        when (the value was just read or written: see _read)."""
+        ``stamp``, a time the entry's recorded access time is at least (see
+        _read; 0.0 when unknown)."""
         if self._default_values and is_immutable(value):
-            return (value, b"", True, time.time())
-        return (None, payload, False, time.time())
+            return (value, b"", True, stamp)
+        return (None, payload, False, stamp)
 
     def _atime(self, env: Env, txn: Txn, entry_id: bytes, row: Buffer) -> float:
         """When the entry was last read or written, as far as this process knows:
@@ -473,10 +474,12 @@ class PersistDict(dict):  # type: ignore[type-arg]
         current at, and needs no transaction; otherwise one read transaction
         (whose id checks the layer), the value decoded after it ended.
 
-        With expiration, a layer entry serves reads while it is younger than the
-        expiration: it was read or written when it entered the layer, so the
-        entry's access time is at least that (and other processes' reads only
-        make it later); an older one is checked in the store.
+        With expiration, a layer entry serves reads while its stamp is younger
+        than the expiration: the stamp is the access time this process recorded
+        for the read or write that put it there (0.0 from a read-only handle,
+        which records none), so the entry's access time is at least that, and
+        other processes' reads only make it later; an older one is checked in
+        the store.
         """
         env = self._env
         if env is None:
@@ -572,9 +575,10 @@ class PersistDict(dict):  # type: ignore[type-arg]
             if encoded not in seen and len(seen) < layer.seen_limit:
                 seen.add(encoded)
             elif layer.admit(encoded):
-                layer.put(
-                    self._codec_key, txn_id, encoded, self._layer_entry(value, payload)
-                )
+                # The access time just recorded for this read (see above).
+                stamp = 0.0 if self._readonly else pending.get(encoded, 0.0)
+                entry = self._layer_entry(value, payload, stamp)
+                layer.put(self._codec_key, txn_id, encoded, entry)
         return value
 
     def _open_row(self, key: Any, entry_id: bytes, row: Buffer) -> Buffer:
@@ -878,7 +882,11 @@ class PersistDict(dict):  # type: ignore[type-arg]
                 ids, rows, strict=True
             )
         }
-        env.layer.wrote(txn_id, changes, self._layer_entry)
+        env.layer.wrote(
+            txn_id,
+            changes,
+            lambda value, payload: self._layer_entry(value, payload, now),
+        )
         if self._verbose:
             logger.debug("stored %d entries in %s", len(rows), self._path)
 
@@ -1014,7 +1022,9 @@ class PersistDict(dict):  # type: ignore[type-arg]
         if row is not None:
             return self._codec.loads(self._open_row(key, entry_id, row))
         env.layer.wrote(
-            txn_id, {entry_id: (self._codec_key, default, payload)}, self._layer_entry
+            txn_id,
+            {entry_id: (self._codec_key, default, payload)},
+            lambda value, payload: self._layer_entry(value, payload, now),
         )
         return default
 

@@ -304,3 +304,18 @@ def test_remembered_call_keys_stay_right_past_the_bound() -> None:
     assert reused((True, "x"), {}) == reused((1, "x"), {}) == reused((1.0, "x"), {})
     typed = CallKey(g, namespace="n:", typed=True).make_key_function()
     assert len({typed((v, "x"), {}) for v in (1, True, 1.0, 1, True, 1.0)}) == 3
+
+
+def test_large_arguments_are_not_kept_alive() -> None:
+    import sys
+
+    reused = CallKey(g, namespace="n:", typed=False).make_key_function()
+    small, large = "s" * 100, "l" * 100_000
+    before = sys.getrefcount(small), sys.getrefcount(large)
+    reused((1, small), {})
+    reused((1, large), {})
+    # Only the small call is remembered (by its arguments' tuple).
+    assert sys.getrefcount(small) == before[0] + 1
+    assert sys.getrefcount(large) == before[1]
+    fresh = CallKey(g, namespace="n:", typed=False).make_key_function()
+    assert reused((1, large), {}) == fresh((1, large), {})

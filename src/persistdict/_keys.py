@@ -50,6 +50,7 @@ __all__ = ("CallKey", "canonical_bytes", "function_namespace")
 
 _MISSING: Final = object()
 _RECENT_KEYS: Final = 256  # call keys remembered per function (see make_key)
+_RECENT_BYTES: Final = 1024  # of a call's arguments (marshalled), to remember it
 _SCALARS: Final = frozenset({str, int, float, bool, type(None), bytes})
 # Scalars that typed=False leaves as they are (floats and bools become ints).
 _STABLE_SCALARS: Final = frozenset({str, int, type(None), bytes})
@@ -590,7 +591,9 @@ class CallKey:
         # The keys of recent calls whose arguments are all of the stable scalar
         # types, by their argument tuple: for those, equal tuples (==, as a dict
         # compares them) have equal marshal bytes, hence equal keys. Not with
-        # typed=True, where 1 == 1.0 but their keys differ.
+        # typed=True, where 1 == 1.0 but their keys differ. Only small calls are
+        # remembered (the dict keeps their arguments alive): at most
+        # _RECENT_KEYS x _RECENT_BYTES of them.
         recent: dict[tuple[Any, ...], str] = {}
         remember = exact and not typed
 
@@ -603,9 +606,12 @@ class CallKey:
                 if remember and values is args:
                     key = recent.get(args)
                     if key is None:
-                        if len(recent) >= _RECENT_KEYS:
-                            recent.clear()
-                        key = recent[args] = namespace + hexdigest(dumps(args, 0), seed)
+                        data = dumps(args, 0)
+                        key = namespace + hexdigest(data, seed)
+                        if len(data) <= _RECENT_BYTES:
+                            if len(recent) >= _RECENT_KEYS:
+                                recent.clear()
+                            recent[args] = key
                     return key
                 return namespace + hexdigest(dumps(values, 0), seed)
             return namespace + hexdigest(canonical_bytes(values, typed), seed)

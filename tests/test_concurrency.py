@@ -545,7 +545,8 @@ def test_insertion_order_follows_commits_of_two_processes(store_path: Path) -> N
         text=True,
         env={**os.environ, "PYTHONPATH": src},
     )
-    assert child.stdin is not None and child.stdout is not None
+    assert child.stdin is not None
+    assert child.stdout is not None
     expected = ["p-start"]
     for i in range(20):
         keys = [f"c{i}"] if i % 3 else [f"c{i}a", f"c{i}b"]  # one key, or two

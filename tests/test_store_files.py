@@ -194,3 +194,18 @@ def test_file_system_type_of_a_virtual_file_system() -> None:
     from persistdict._env import _filesystem_type
 
     assert _filesystem_type("/proc") == "proc"
+
+
+def test_a_taken_insertion_place_is_never_reused(store_path: Path) -> None:
+    # A new key's place comes from what this process remembers when no commit
+    # came between; were that ever stale, the database decides.
+    with PersistDict(store_path) as d:
+        d["a"], d["b"] = 1, 2
+        env = d._live()
+        env.next_seq = (env.env.info()["last_txnid"], 1)  # "b"'s place
+        d["c"] = 3
+        d.update({"d": 4, "e": 5})
+        assert list(d) == ["a", "b", "c", "d", "e"]
+        del d["e"]
+        assert list(d) == ["a", "b", "c", "d"]
+        assert len(d) == 4

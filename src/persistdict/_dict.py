@@ -456,11 +456,20 @@ class PersistDict(dict):  # type: ignore[type-arg]
         else:
             entry_id = self._new_id(env, txn, encoded)
             seq = self._next_seq(env, txn)
+            if not txn.put(_u64.pack(seq), entry_id, db=env.order, append=True):
+                # Not after the last place: the remembered one is stale (it
+                # cannot be, see _next_seq); ask the database.
+                env.next_seq = (-2, 0)
+                seq = self._next_seq(env, txn)
+                if not txn.put(_u64.pack(seq), entry_id, db=env.order, append=True):
+                    raise PersistDictError(
+                        f"the insertion order of {self._path} is damaged: "
+                        f"no place after the last one ({seq - 1})"
+                    )
             full = encoded if entry_id != encoded else None
             check = self._codec.check(entry_id, payload)
             original = self._original(key, encoded)
             row = pack_row(seq, now, now, check, payload, full, original, note)
-            txn.put(_u64.pack(seq), entry_id, db=env.order, append=True)
         txn.put(entry_id, row, db=env.values)
         return entry_id
 

@@ -631,7 +631,8 @@ class Env:
 
         A transaction that changed nothing is not committed by LMDB: its id is
         not used up (the next commit, maybe another process's, takes it), so the
-        id returned is then the one of the last commit before it.
+        id returned is then one less (the last commit before it; callers use
+        the id only after a change).
         """
         if self.readonly:
             raise ReadOnlyError(
@@ -654,20 +655,23 @@ class Env:
                     if self.counter.offset is None:
                         self.counter.observe(txn_id)  # (else: checked just above)
                     return result, txn_id
+                # What _next_seq gave in an aborted transaction was not stored:
+                # forget it first (another thread may begin the next one while
+                # the abort releases the GIL).
                 except lmdb.MapFullError:
-                    txn.abort()
-                    self.next_seq = (-2, 0)  # what it gave was not stored
-                except lmdb.Error as exc:
-                    txn.abort()
                     self.next_seq = (-2, 0)
+                    txn.abort()
+                except lmdb.Error as exc:
+                    self.next_seq = (-2, 0)
+                    txn.abort()
                     raise StoreWriteError(
                         f"could not write to the store at {self.path}: {exc} (the "
                         "disk may be full, or a file size limit reached); nothing "
                         "of this write was stored"
                     ) from exc
                 except BaseException:
-                    txn.abort()
                     self.next_seq = (-2, 0)
+                    txn.abort()
                     raise
             finally:
                 self._tokens.pop()
@@ -729,13 +733,21 @@ class Env:
         return self._pending.get(entry_id, 0.0)
 
     def _flush_loop(self) -> None:
-        while True:
-            time.sleep(ATIME_FLUSH_SECONDS)
-            with self._pending_lock:
-                if not self._pending or self.closed or _exiting:
-                    self._flusher = False
-                    return
-            self.flush_atimes()
+        try:
+            while True:
+                time.sleep(ATIME_FLUSH_SECONDS)
+                with self._pending_lock:
+                    if not self._pending or self.closed or _exiting:
+                        self._flusher = False
+                        return
+                self.flush_atimes()
+        except Exception:  # noqa: BLE001 - logged; the thread ends
+            # Not expected (a failed flush is logged and dropped): a later
+            # read starts another thread.
+            self._flusher = False
+            logger.error(
+                "the access-time thread of %s stopped", self.path, exc_info=True
+            )
 
     def flush_atimes(self) -> None:
         """Write the access times recorded since the last flush, in one transaction."""
@@ -761,7 +773,7 @@ class Env:
 
         try:
             self.write(put)
-        except lmdb.Error:
+        except (lmdb.Error, StoreWriteError):
             # Access times are advisory: losing one batch must not break a read.
             logger.warning(
                 "could not record access times in %s", self.path, exc_info=True
@@ -917,7 +929,13 @@ def _flush_at_exit() -> None:
     global _exiting
     _exiting = True
     for env in list(_REGISTRY.values()):
-        if env._generation == _fork_generation:
+        if env._generation != _fork_generation:
+            continue
+        try:
             env.flush_atimes()
             if not env.durable and not env.readonly:
                 env.env.sync(True)
+        except Exception:  # noqa: BLE001 - one store must not stop the others
+            logger.warning(
+                "could not finish writing %s at exit", env.path, exc_info=True
+            )

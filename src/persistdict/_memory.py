@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 _MAX_SEEN = 1 << 16
 
-__all__ = ["LayerEntry", "MemoryLayer"]
+__all__ = ["MemoryLayer"]  # and, for type checkers, LayerEntry
 
 
 def _new_lru(maxsize: int) -> SecondChanceLRU:

@@ -884,24 +884,33 @@ class PersistDict(dict):  # type: ignore[type-arg]
             ]
 
         ids, txn_id = env.write(fn)
-        codec_key = self._codec_key
-        changes: dict[bytes, tuple[object, Any, bytes] | None] = {
-            entry_id: (codec_key, value, payload)
-            for entry_id, (_encoded, _key, payload, value, _note) in zip(
-                ids, rows, strict=True
+        layer = env.layer
+        if not layer._caches:
+            # Nothing was ever admitted: nothing to update. (None, not {}: should
+            # a reader admit an older value meanwhile, it is dropped.)
+            layer.wrote(txn_id, None)
+        else:
+            codec_key = self._codec_key
+            changes: dict[bytes, tuple[object, Any, bytes] | None] = {
+                entry_id: (codec_key, value, payload)
+                for entry_id, (_encoded, _key, payload, value, _note) in zip(
+                    ids, rows, strict=True
+                )
+            }
+            layer.wrote(
+                txn_id,
+                changes,
+                lambda value, payload: self._layer_entry(value, payload, now),
             )
-        }
-        env.layer.wrote(
-            txn_id,
-            changes,
-            lambda value, payload: self._layer_entry(value, payload, now),
-        )
         if self._verbose:
             logger.debug("stored %d entries in %s", len(rows), self._path)
 
     def _row(self, key: Any, value: Any, note: str | None = None) -> _Row:
         """Everything about one write that can be done before the transaction."""
-        encoded = self._encode(key)
+        if type(key) is str and self._key_dumps is None:  # _encode's common case
+            encoded = b"\x01" + key.encode("utf-8", "surrogatepass")
+        else:
+            encoded = self._encode(key)
         payload = self._dumps(key, value)
         return encoded, key, payload, value, note
 

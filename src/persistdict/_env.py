@@ -640,9 +640,19 @@ class Env:
                 "without readonly to change it"
             )
         while True:
-            self._enter()
+            # _enter(), its common case written out (see begin_read).
+            tokens = self._tokens
+            tokens.append(None)
+            if self._paused:
+                tokens.pop()
+                self._enter()
             try:
-                txn = self._begin(True, buffers)
+                try:
+                    txn: Txn = self.env.begin(  # type: ignore[call-overload]
+                        write=True, buffers=buffers
+                    )
+                except lmdb.Error:  # the map grown by another process, ...
+                    txn = self._begin(True, buffers)
                 try:
                     result = fn(txn)
                     txn_id: int = txn.id()

@@ -417,6 +417,8 @@ class PersistDict(dict):  # type: ignore[type-arg]
         process gave last is still the next one if ``txn`` follows that
         transaction directly (no commit, by anyone, in between) or is that
         transaction (an update() of several keys). Otherwise: ask the database.
+        A transaction that did not commit is forgotten (Env.write), and _put
+        checks that the place is after the last one before it is used.
         """
         txn_id = txn.id()
         last_txn, following = env.next_seq

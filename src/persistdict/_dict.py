@@ -509,8 +509,11 @@ class PersistDict(dict):  # type: ignore[type-arg]
         use_layer = self._cache_size
         counter = env.counter
         missed_at = -1  # the txn id at which the layer was seen not to hold it
+        # (No look at the layer while it holds nothing yet: a scan, or a store
+        # only ever read once per key, pays no lookups.)
         if (
             use_layer
+            and layer._caches
             and counter.offset is not None  # None in a forked child until reopened
             and _read_u64(counter.mapped, counter.offset)[0] == layer.known_txn  # type: ignore[arg-type]
         ):
@@ -544,8 +547,8 @@ class PersistDict(dict):  # type: ignore[type-arg]
                     )
                     env.counter.observe(txn_id)
                 entry = (
-                    None  # already looked up at this very commit
-                    if txn_id == missed_at
+                    None  # already looked up at this very commit, or nothing held
+                    if txn_id == missed_at or not layer._caches
                     else layer.get(self._codec_key, txn_id, encoded)
                 )
                 if entry is not None and (

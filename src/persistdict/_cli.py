@@ -76,7 +76,7 @@ from ._env import (
     _check_ownership,
 )
 from ._exceptions import PersistDictError, SignatureError
-from ._meta import MetaRecord, unpack_atime, unpack_row
+from ._meta import MetaRecord, unpack_row
 
 __all__ = ["main"]
 
@@ -396,12 +396,11 @@ class Store:
             while ok and len(rows) < _SCAN_BATCH:
                 seq_key, entry_id = bytes(cursor.key()), bytes(cursor.value())
                 row = txn.get(entry_id, db=env.values)
-                meta = None if row is None else unpack_row(row)
-                atime = 0.0 if meta is None else meta.written
-                flushed = txn.get(entry_id, db=env.atimes)
-                if flushed is not None:
-                    atime = max(atime, unpack_atime(flushed))
-                rows.append((seq_key, entry_id, meta, atime))
+                if row is None:
+                    rows.append((seq_key, entry_id, None, 0.0))
+                else:
+                    atime = self.dict._atime(env, txn, entry_id, row)
+                    rows.append((seq_key, entry_id, unpack_row(row), atime))
                 ok = cursor.next()
             return rows
 

@@ -12,6 +12,7 @@ from collections.abc import ItemsView, KeysView, Mapping, ValuesView
 import lmdb
 
 from ._codec import (
+    _VIEW_FROM,
     HASHED,
     MAX_ID,
     Codec,
@@ -22,6 +23,7 @@ from ._codec import (
     is_immutable,
     long_key_digest,
 )
+from ._codec import _xxh64 as _xxh64
 from ._env import Env, Txn, acquire_env, release_env
 from ._exceptions import PersistDictError, ReadOnlyError, StoreClosedError
 from ._log import logger
@@ -76,10 +78,15 @@ else:
 __all__ = ["PersistDict"]
 
 _MISSING: Any = object()
+_RAISE: Any = object()  # _lookup's default: raise KeyError
 _DAY = 86400.0
 _BATCH = 512  # entries read per transaction when iterating
 _SWEEP_LIMIT = 1000  # entries examined by the sweep at open
 _u64 = struct.Struct(">Q")
+# Where the payload of a checksummed record starts in a row whose flags are 0
+# (a str or bytes key, no note): after the header, the record's flag byte and
+# its 8-byte checksum.
+_PAYLOAD_AT = HEADER_SIZE + 9
 _read_u64 = struct.Struct("=Q").unpack_from
 _T_CUSTOM = b"\x10"
 # First bytes of ids that are exactly their key's encoding (str, bytes): the key
@@ -239,6 +246,10 @@ class PersistDict(dict):  # type: ignore[type-arg]
             value_unserializer or default_loads,
             secret_bytes,
         )
+        # For _lookup's common case: records of this handle carry a checksum
+        # (not a signature), and how a payload is deserialized.
+        self._checksums = secret_bytes is None
+        self._loads = self._codec.loads
         # Handles with the same value codec share deserialized values.
         self._codec_key = (value_unserializer, secret_bytes)
         self._verbose = verbose
@@ -477,13 +488,15 @@ class PersistDict(dict):  # type: ignore[type-arg]
 
     # -- reading -----------------------------------------------------------------
 
-    def _read(self, key: Any) -> Any:
-        """The value of ``key``, or _MISSING.
+    def _lookup(self, key: Any, default: Any = _RAISE) -> Any:
+        """The value of ``key``; if it is missing, ``default``, or KeyError when
+        no default is given (this is ``__getitem__``, and ``get`` calls it).
 
-        The hot path of the library, written out flat. A warm read compares the
-        last commit id in LMDB's lock file with the one the memory layer is known
-        current at, and needs no transaction; otherwise one read transaction
-        (whose id checks the layer), the value decoded after it ended.
+        The hot path of the library, written out flat (each call or attribute
+        saved is measured in benchmarks/). A warm read compares the last commit
+        id in LMDB's lock file with the one the memory layer is known current
+        at, and needs no transaction; otherwise one read transaction (whose id
+        checks the layer), the value decoded after it ended.
 
         With expiration, a layer entry serves reads while its stamp is younger
         than the expiration: the stamp is the access time this process recorded
@@ -503,27 +516,38 @@ class PersistDict(dict):  # type: ignore[type-arg]
         else:
             encoded = self._encode(key)
         if len(encoded) > MAX_ID:
-            return self._read_checked(env, key, encoded)
+            value = self._read_checked(env, key, encoded)
+            if value is _MISSING:
+                if default is _RAISE:
+                    raise KeyError(key)
+                return default
+            return value
         expire = self._expire_seconds
-        layer = env.layer
         use_layer = self._cache_size
-        counter = env.counter
-        missed_at = -1  # the txn id at which the layer was seen not to hold it
-        # (No look at the layer while it holds nothing yet: a scan, or a store
-        # only ever read once per key, pays no lookups.)
-        if (
-            use_layer
-            and layer._caches
-            and counter.offset is not None  # None in a forked child until reopened
-            and _read_u64(counter.mapped, counter.offset)[0] == layer.known_txn  # type: ignore[arg-type]
-        ):
-            # Nothing was committed since the layer was last known current.
-            missed_at = layer.known_txn
-            entry = layer.hit(self._codec_key, encoded)
-            if entry is not None and (not expire or time.time() - entry[3] <= expire):
-                if not self._readonly and encoded not in env._pending:
-                    env.touch(encoded, time.time())
-                return entry[0] if entry[2] else self._codec.loads(entry[1])
+        if use_layer:
+            layer = env.layer
+            # Whether the layer holds the key at all, before the costlier checks
+            # (a read of a key it does not hold, the common case of a store
+            # larger than the layer, goes straight to the store; and a miss
+            # seen here is a miss at the transaction's commit too: a miss is
+            # never wrong, only slower).
+            cache = layer._caches.get(self._codec_key)
+            held = cache is not None and encoded in cache.entries
+            if held:
+                counter = env.counter
+                if (
+                    counter.offset is not None  # None in a forked child until reopened
+                    and _read_u64(counter.mapped, counter.offset)[0] == layer.known_txn  # type: ignore[arg-type]
+                ):
+                    # Nothing was committed since the layer was last known
+                    # current (checked before the entry is taken: see validate).
+                    entry = layer.hit(self._codec_key, encoded)
+                    if entry is not None and (
+                        not expire or time.time() - entry[3] <= expire
+                    ):
+                        if not self._readonly and encoded not in env._pending:
+                            env.touch(encoded, time.time())
+                        return entry[0] if entry[2] else self._codec.loads(entry[1])
         # env.begin_read(), its common case written out (see there).
         tokens = env._tokens
         tokens.append(None)
@@ -546,17 +570,14 @@ class PersistDict(dict):  # type: ignore[type-arg]
                         txn_id == layer.known_txn + 1 and env.only_atimes(txn),
                     )
                     env.counter.observe(txn_id)
-                entry = (
-                    None  # already looked up at this very commit, or nothing held
-                    if txn_id == missed_at or not layer._caches
-                    else layer.get(self._codec_key, txn_id, encoded)
-                )
-                if entry is not None and (
-                    not expire or time.time() - entry[3] <= expire
-                ):
-                    if not self._readonly and encoded not in env._pending:
-                        env.touch(encoded, time.time())
-                    return entry[0] if entry[2] else self._codec.loads(entry[1])
+                if held:
+                    entry = layer.get(self._codec_key, txn_id, encoded)
+                    if entry is not None and (
+                        not expire or time.time() - entry[3] <= expire
+                    ):
+                        if not self._readonly and encoded not in env._pending:
+                            env.touch(encoded, time.time())
+                        return entry[0] if entry[2] else self._codec.loads(entry[1])
             record = txn.get(encoded, db=env.values)
             if (
                 expire
@@ -568,21 +589,30 @@ class PersistDict(dict):  # type: ignore[type-arg]
             txn.abort()
             tokens.pop()
         if record is None:
-            return _MISSING
+            if default is _RAISE:
+                raise KeyError(key)
+            return default
         pending = env._pending
         if encoded not in pending and not self._readonly:
             if env._flusher:  # env.touch(), its common case written out
                 pending[encoded] = time.time()
             else:
                 env.touch(encoded, time.time())
-        try:
-            payload = self._codec.open(
-                encoded, record, record_start(record) if record[0] else HEADER_SIZE
-            )
-        except PersistDictError:
-            logger.error("record for key %r in %s did not verify", key, self._path)
-            raise
-        value = self._codec.loads(payload)
+        # Codec.open(), its common case written out: a row with nothing before
+        # its record (flags 0), a checksummed record (flag 0) of a size that
+        # is unpickled from bytes, and a checksum that verifies.
+        if (
+            self._checksums
+            and not record[0]
+            and not record[HEADER_SIZE]
+            and len(record) <= _VIEW_FROM
+        ):
+            payload: Buffer = record[_PAYLOAD_AT:]
+            if record[HEADER_SIZE + 1 : _PAYLOAD_AT] != _xxh64(payload, len(encoded)):
+                payload = self._open_row(key, encoded, record)  # raises
+        else:
+            payload = self._open_row(key, encoded, record)
+        value = self._loads(payload)
         if use_layer:
             # layer.admit(encoded), its common case (a first read) written out.
             seen = layer._seen
@@ -594,6 +624,8 @@ class PersistDict(dict):  # type: ignore[type-arg]
                 entry = self._layer_entry(value, payload, stamp)
                 layer.put(self._codec_key, txn_id, encoded, entry)
         return value
+
+    __getitem__ = _lookup
 
     def _open_row(self, key: Any, entry_id: bytes, row: Buffer) -> Buffer:
         """The payload of a row's record, its checksum or signature verified."""
@@ -622,15 +654,8 @@ class PersistDict(dict):  # type: ignore[type-arg]
             env.touch(found[0], now)
         return self._codec.loads(self._open_row(key, *found))
 
-    def __getitem__(self, key: Any) -> Any:
-        value = self._read(key)
-        if value is _MISSING:
-            raise KeyError(key)
-        return value
-
     def get(self, key: Any, default: Any = None) -> Any:
-        value = self._read(key)
-        return default if value is _MISSING else value
+        return self._lookup(key, default)
 
     def __contains__(self, key: Any) -> bool:
         env = self._env
@@ -1023,7 +1048,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
         return key, self._codec.loads(self._open_row(key, entry_id, row))
 
     def setdefault(self, key: Any, default: Any = None) -> Any:
-        value = self._read(key)
+        value = self._lookup(key, _MISSING)
         if value is not _MISSING:
             return value
         env = self._writable()

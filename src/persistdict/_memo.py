@@ -332,7 +332,7 @@ class _Memo(Generic[R]):
     def lookup(self, key: str) -> Any:
         store = self.store if self.store is not None else self.open()
         try:
-            return store._read(key)
+            return store._lookup(key, _MISSING)
         except SignatureError:  # logged by the store; recompute and overwrite
             return _MISSING
 
@@ -606,7 +606,7 @@ def _decorate(func: Callable[P, R], options: dict[str, Any]) -> CachedFunction[P
                 value = lookup(key)
             else:  # lookup() written out: this is the hot path of a hit
                 try:
-                    value = store._read(key)
+                    value = store._lookup(key, _MISSING)
                 except SignatureError:  # logged by the store; recompute
                     value = _MISSING
             if value is not _MISSING:

@@ -451,7 +451,8 @@ class PersistDict(dict):  # type: ignore[type-arg]
         now: float,
         note: str | None = None,
     ) -> bytes:
-        """Store one value in ``txn``; return its id."""
+        """Store one value in ``txn``; return its id. (``txn`` may return
+        buffers: a row read here is not used after the put.)"""
         found = self._find(env, txn, encoded)
         if (
             found is not None
@@ -913,7 +914,11 @@ class PersistDict(dict):  # type: ignore[type-arg]
                 for encoded, key, payload, _value, note in rows
             ]
 
-        ids, txn_id = env.write(fn)
+        # With buffers: _put reads the row it replaces in place, and is done with
+        # it before its own put (a copy of a large row, beside the new payload
+        # and row, made the allocator return memory and fault it in again on
+        # every write).
+        ids, txn_id = env.write(fn, buffers=True)
         layer = env.layer
         if not layer._caches:
             # Nothing was ever admitted: nothing to update. (None, not {}: should

@@ -995,20 +995,22 @@ class PersistDict(dict):  # type: ignore[type-arg]
         encoded = self._encode(key)
         now = time.time()
 
-        def fn(txn: Txn) -> tuple[bytes, Buffer]:
+        def fn(txn: Txn) -> tuple[bytes, bytes | None]:
             found = self._find(env, txn, encoded)
             if found is None or (
                 self._expire_seconds and self._expired(env, txn, *found, now)
             ):
                 raise _NotFound
-            self._remove(env, txn, found[0], row_seq(found[1]))
-            return found
+            entry_id, row = found  # a buffer: copied only if the value is wanted
+            kept = bytes(row) if want_value else None
+            self._remove(env, txn, entry_id, row_seq(row))
+            return entry_id, kept
 
-        (entry_id, row), txn_id = env.write(fn)
+        (entry_id, kept), txn_id = env.write(fn, buffers=True)
         env.layer.wrote(txn_id, {entry_id: None})
-        if not want_value:
+        if kept is None:
             return None
-        return self._codec.loads(self._open_row(key, entry_id, row))
+        return self._codec.loads(self._open_row(key, entry_id, kept))
 
     def __delitem__(self, key: Any) -> None:
         try:

@@ -1,13 +1,16 @@
 """The in-memory layer's LRU: a hit marks its entry, eviction gives marked
-entries a second chance (CLOCK), compared with an exact LRU on random traces."""
+entries a second chance (CLOCK), compared with an exact LRU on random traces;
+and how the layer replaces its caches when a handle asks for more."""
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from pathlib import Path
 
 import hypothesis.strategies as st
 from hypothesis import given
 
+from persistdict import PersistDict
 from persistdict._codec import is_immutable
 from persistdict._lru import SecondChanceLRU
 from persistdict._memory import MemoryLayer
@@ -74,3 +77,29 @@ def test_never_larger_than_maxsize_and_holds_recent_inserts(
             assert key in cache  # what was just stored is held
     for key in cache:
         assert cache[key] == exact[key]  # values are never mixed up
+
+
+def test_a_larger_request_moves_entries_and_empties_the_old_cache(
+    tmp_path: Path,
+) -> None:
+    # Reads take a cache from the layer before they check that the layer is
+    # current, and their entry after: a cache that a larger request replaced
+    # must hold nothing, since later writes update only the new one.
+    small = PersistDict(tmp_path / "store", cache_size=2)
+    small["k"] = ["v1"]
+    assert small["k"] == ["v1"]
+    assert small["k"] == ["v1"]  # the second read admits it to the layer
+    layer = small._env.layer
+    (old,) = layer._caches.values()
+    assert b"\x01k" in old.entries
+    large = PersistDict(tmp_path / "store", cache_size=100)
+    (new,) = layer._caches.values()
+    assert new is not old
+    assert b"\x01k" in new.entries
+    assert not old.entries
+    assert not old.referenced
+    large["k"] = ["v2"]
+    assert small["k"] == ["v2"]
+    assert large["k"] == ["v2"]
+    small.close()
+    large.close()

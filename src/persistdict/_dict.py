@@ -533,22 +533,26 @@ class PersistDict(dict):  # type: ignore[type-arg]
             # seen here is a miss at the transaction's commit too: a miss is
             # never wrong, only slower).
             cache = layer._caches.get(self._codec_key)
-            held = cache is not None and encoded in cache.entries
-            if held:
+            held = False
+            if cache is not None and encoded in cache.entries:
+                held = True
                 counter = env.counter
                 if (
                     counter.offset is not None  # None in a forked child until reopened
                     and _read_u64(counter.mapped, counter.offset)[0] == layer.known_txn  # type: ignore[arg-type]
                 ):
                     # Nothing was committed since the layer was last known
-                    # current (checked before the entry is taken: see validate).
-                    entry = layer.hit(self._codec_key, encoded)
+                    # current. layer.hit(), written out: the entry is taken
+                    # after that check (see validate; a cache that request()
+                    # replaced is emptied).
+                    entry = cache.entries.get(encoded)
                     if entry is not None and (
                         not expire or time.time() - entry[3] <= expire
                     ):
+                        cache.referenced.add(encoded)
                         if not self._readonly and encoded not in env._pending:
                             env.touch(encoded, time.time())
-                        return entry[0] if entry[2] else self._codec.loads(entry[1])
+                        return entry[0] if entry[2] else self._loads(entry[1])
         # env.begin_read(), its common case written out (see there).
         tokens = env._tokens
         tokens.append(None)
@@ -578,7 +582,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
                     ):
                         if not self._readonly and encoded not in env._pending:
                             env.touch(encoded, time.time())
-                        return entry[0] if entry[2] else self._codec.loads(entry[1])
+                        return entry[0] if entry[2] else self._loads(entry[1])
             record = txn.get(encoded, db=env.values)
             if (
                 expire

@@ -80,6 +80,9 @@ class MemoryLayer:
                 for key, value in cache.items():
                     grown[key] = value
                 self._caches[codec_key] = grown
+                # Emptied: a reader that took the old cache before this sees
+                # misses in it, never an entry that later writes do not update.
+                cache.clear()
 
     def _cache(self, codec_key: object) -> SecondChanceLRU:
         cache = self._caches.get(codec_key)

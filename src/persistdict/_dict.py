@@ -83,10 +83,6 @@ _DAY = 86400.0
 _BATCH = 512  # entries read per transaction when iterating
 _SWEEP_LIMIT = 1000  # entries examined by the sweep at open
 _u64 = struct.Struct(">Q")
-# Where the payload of a checksummed record starts in a row whose flags are 0
-# (a str or bytes key, no note): after the header, the record's flag byte and
-# its 8-byte checksum.
-_PAYLOAD_AT = HEADER_SIZE + 9
 _read_u64 = struct.Struct("=Q").unpack_from
 _T_CUSTOM = b"\x10"
 # First bytes of ids that are exactly their key's encoding (str, bytes): the key
@@ -603,17 +599,12 @@ class PersistDict(dict):  # type: ignore[type-arg]
                 pending[encoded] = time.time()
             else:
                 env.touch(encoded, time.time())
-        # Codec.open(), its common case written out: a row with nothing before
-        # its record (flags 0), a checksummed record (flag 0) of a size that
-        # is unpickled from bytes, and a checksum that verifies.
-        if (
-            self._checksums
-            and not record[0]
-            and not record[HEADER_SIZE]
-            and len(record) <= _VIEW_FROM
-        ):
-            payload: Buffer = record[_PAYLOAD_AT:]
-            if record[HEADER_SIZE + 1 : _PAYLOAD_AT] != _xxh64(payload, len(encoded)):
+        # Codec.open(), its common case written out: a checksummed record (flag
+        # 0) of a size that is unpickled from bytes, whose checksum verifies.
+        start = record_start(record) if record[0] else HEADER_SIZE
+        if self._checksums and not record[start] and len(record) <= _VIEW_FROM:
+            payload: Buffer = record[start + 9 :]
+            if record[start + 1 : start + 9] != _xxh64(payload, len(encoded)):
                 payload = self._open_row(key, encoded, record)  # raises
         else:
             payload = self._open_row(key, encoded, record)

@@ -217,6 +217,35 @@ def read_floors(report: Report, quick: bool, tmp: Path) -> None:
                 raise ValueError("checksum")
             loads(payload)
 
+    tokens: list[None] = []  # as PersistDict's gate (Env._tokens)
+
+    def required_steps() -> None:
+        # Every step a read of PersistDict's design needs, and nothing else: the
+        # gate token (no map resize or fork while a transaction is open), one
+        # transaction ended by abort(), the access time, the row's flags and
+        # record flag, the checksum, the unpickling. What PersistDict does on
+        # top: the checks of a handle's options (closed, key serializer, long
+        # keys, expiration, memory layer, read-only, record size).
+        pending.clear()
+        clock = time.time
+        for k in sample:
+            encoded = b"\x01" + k.encode()
+            tokens.append(None)
+            txn = pd_env.begin()
+            try:
+                row = txn.get(encoded, db=values_db)
+            finally:
+                txn.abort()
+                tokens.pop()
+            if encoded not in pending:
+                pending[encoded] = clock()
+            if row[0] or row[35]:
+                raise ValueError("flags")
+            payload = row[44:]
+            if row[36:44] != xxh(payload, len(encoded)):
+                raise ValueError("checksum")
+            loads(payload)
+
     def layout_gets_unchecked() -> None:
         for k in sample:
             with pd_env.begin() as txn:
@@ -248,13 +277,15 @@ def read_floors(report: Report, quick: bool, tmp: Path) -> None:
             f"get of {ops} random keys of 10000 (no memory layer): raw py-lmdb, the"
             " PersistDict layout read by hand (the row, its checksum, loads of a"
             " memoryview or of a bytes slice; then also recording the read's time"
-            " in a dict, as PersistDict does for access times),"
+            " in a dict, as PersistDict does for access times; then every step"
+            " its design requires: also the gate token, begin/abort, the flags),"
             " PersistDict(cache_size=0)",
             [
                 entry("lmdb-raw", raw_gets, ops, "lmdb-raw"),
                 entry("layout by hand", layout_gets, ops, "lmdb-raw"),
                 entry("layout, bytes slices", layout_gets_bytes, ops, "lmdb-raw"),
                 entry("layout + access time", layout_gets_atime, ops, "lmdb-raw"),
+                entry("every required step", required_steps, ops, "lmdb-raw"),
                 entry("layout, no checksum", layout_gets_unchecked, ops, "lmdb-raw"),
                 entry("persistdict cache_size=0", pd_gets, ops, "lmdb-raw"),
             ],

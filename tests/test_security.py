@@ -507,3 +507,55 @@ def test_no_plaintext_key_or_value_in_the_files_with_encrypting_serializers(
     ):
         assert needle not in raw, needle
     assert pickle.dumps(secret_key, protocol=5) not in raw
+
+
+@pytest.mark.parametrize("keep", ["header", "nothing"])
+def test_a_row_cut_short_raises_signature_error_and_the_decorator_recomputes(
+    tmp_path: Path, keep: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A damaged store: rows cut to their metadata, or to nothing. Reads raise
+    # SignatureError (logged) like any record that does not verify, never an
+    # IndexError, so that persist_cache counts them as misses.
+    from persistdict import persist_cache
+
+    path = tmp_path / "store"
+    calls: list[int] = []
+
+    @persist_cache(path)
+    def double(x: int) -> int:
+        calls.append(x)
+        return x * 2
+
+    d = PersistDict(path)
+    d["small"] = [1, 2]
+    d["big"] = bytes(20_000)  # unpickled from a view of its row
+    assert double(21) == 42
+    assert double(21) == 42
+    assert calls == [21]
+    # Cut in place, through this process's environment (a second one cannot be
+    # opened); the commit makes every memory layer look at the store again.
+    env = d._env
+    with env.env.begin(write=True) as txn:
+        for entry_id, row in list(txn.cursor(db=env.values)):
+            kept = row[: _record_start(row)] if keep == "header" else b""
+            txn.put(entry_id, kept, db=env.values)
+    with caplog.at_level(logging.ERROR, "persistdict"):
+        for key in ("small", "big"):
+            with pytest.raises(SignatureError):
+                d[key]
+            with pytest.raises(SignatureError):
+                d.get(key)
+        assert "did not verify" in caplog.text
+    assert double(21) == 42
+    assert calls == [21, 21]  # a miss: recomputed, and stored again
+    assert double(21) == 42
+    assert calls == [21, 21]
+    # Writing over a damaged entry, or deleting it, repairs the store.
+    d["small"] = [3]
+    assert d["small"] == [3]
+    del d["big"]
+    assert "big" not in d
+    keys = list(d)
+    assert keys.count("small") == 1
+    assert len(keys) == len(d) == 2  # with the memoized call
+    d.close()

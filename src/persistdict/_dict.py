@@ -362,7 +362,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
         """What the memory layer keeps: an immutable value itself, else the
         payload, unpickled again on each hit so that readers never share it; and
         ``stamp``, a time the entry's recorded access time is at least (see
-        _read; 0.0 when unknown)."""
+        _lookup; 0.0 when unknown)."""
         if self._default_values and is_immutable(value):
             return (value, b"", True, stamp)
         return (None, payload, False, stamp)
@@ -417,6 +417,20 @@ class PersistDict(dict):  # type: ignore[type-arg]
         txn.delete(_u64.pack(seq), db=env.order)
         txn.delete(entry_id, db=env.atimes)
 
+    def _remove_damaged(self, env: Env, txn: Txn, entry_id: bytes) -> None:
+        """Delete an entry whose row cannot be read (so neither its place in
+        the order: every place that names it is looked for)."""
+        txn.delete(entry_id, db=env.values)
+        txn.delete(entry_id, db=env.atimes)
+        places = [
+            bytes(seq)
+            for seq, named in txn.cursor(db=env.order)
+            if bytes(named) == entry_id
+        ]
+        for seq in places:
+            txn.delete(seq, db=env.order)
+        env.next_seq = (-2, 0)  # the last place may be gone: ask the database
+
     def _next_seq(self, env: Env, txn: Txn) -> int:
         """The insertion place of a new key: after the last one in ``order``.
 
@@ -450,20 +464,29 @@ class PersistDict(dict):  # type: ignore[type-arg]
         """Store one value in ``txn``; return its id. (``txn`` may return
         buffers: a row read here is not used after the put.)"""
         found = self._find(env, txn, encoded)
-        if (
-            found is not None
-            and self._expire_seconds
-            and self._expired(env, txn, found[0], found[1], now)
-        ):
-            # An expired entry is a missing key.
-            self._remove(env, txn, found[0], row_seq(found[1]))
-            found = None
         if found is not None:
             entry_id = found[0]
-            # As in a dict, the first key object stored is kept, and its place.
-            check = self._codec.check(entry_id, payload)
-            row = repack_row(found[1], now, check, payload, note)
-        else:
+            try:
+                if self._expire_seconds and self._expired(
+                    env, txn, entry_id, found[1], now
+                ):
+                    # An expired entry is a missing key.
+                    self._remove(env, txn, entry_id, row_seq(found[1]))
+                    found = None
+                else:
+                    # As in a dict, the first key object stored is kept, and
+                    # its place.
+                    check = self._codec.check(entry_id, payload)
+                    row = repack_row(found[1], now, check, payload, note)
+            except (ValueError, IndexError, struct.error):
+                # A row cut short (a damaged store): the new value replaces
+                # the whole entry.
+                logger.warning(
+                    "the entry for key %r in %s was damaged; replaced", key, self._path
+                )
+                self._remove_damaged(env, txn, entry_id)
+                found = None
+        if found is None:
             entry_id = self._new_id(env, txn, encoded)
             seq = self._next_seq(env, txn)
             if not txn.put(_u64.pack(seq), entry_id, db=env.order, append=True):
@@ -601,8 +624,11 @@ class PersistDict(dict):  # type: ignore[type-arg]
                 env.touch(encoded, time.time())
         # Codec.open(), its common case written out: a checksummed record (flag
         # 0) of a size that is unpickled from bytes, whose checksum verifies.
-        start = record_start(record) if record[0] else HEADER_SIZE
-        if self._checksums and not record[start] and len(record) <= _VIEW_FROM:
+        try:
+            start = record_start(record) if record[0] else HEADER_SIZE
+        except (IndexError, struct.error):  # a row cut short: a damaged store
+            start = len(record)  # no record in it: _open_row raises
+        if self._checksums and start < len(record) <= _VIEW_FROM and not record[start]:
             payload: Buffer = record[start + 9 :]
             if record[start + 1 : start + 9] != _xxh64(payload, len(encoded)):
                 payload = self._open_row(key, encoded, record)  # raises
@@ -624,15 +650,20 @@ class PersistDict(dict):  # type: ignore[type-arg]
     __getitem__ = _lookup
 
     def _open_row(self, key: Any, entry_id: bytes, row: Buffer) -> Buffer:
-        """The payload of a row's record, its checksum or signature verified."""
+        """The payload of a row's record, its checksum or signature verified
+        (SignatureError, logged, for one that does not verify or is damaged)."""
         try:
-            return self._codec.open(entry_id, bytes(row), record_start(row))
+            start = record_start(row)
+        except (IndexError, struct.error):  # a row cut short: a damaged store
+            start = len(row)  # no record in it: Codec.open raises
+        try:
+            return self._codec.open(entry_id, bytes(row), start)
         except PersistDictError:
             logger.error("record for key %r in %s did not verify", key, self._path)
             raise
 
     def _read_checked(self, env: Env, key: Any, encoded: bytes) -> Any:
-        """``_read`` for a key stored under its hash (not in the memory layer)."""
+        """``_lookup`` for a key stored under its hash (not in the memory layer)."""
         now = time.time()
 
         def fn(txn: Txn) -> tuple[bytes, Buffer] | None:
@@ -1024,7 +1055,12 @@ class PersistDict(dict):  # type: ignore[type-arg]
                 raise _NotFound
             entry_id, row = found  # a buffer: copied only if the value is wanted
             kept = bytes(row) if want_value else None
-            self._remove(env, txn, entry_id, row_seq(row))
+            try:
+                seq = row_seq(row)
+            except struct.error:  # a row cut short (a damaged store)
+                self._remove_damaged(env, txn, entry_id)
+            else:
+                self._remove(env, txn, entry_id, seq)
             return entry_id, kept
 
         (entry_id, kept), txn_id = env.write(fn, buffers=True)

@@ -143,13 +143,19 @@ def repack_row(
     row: Buffer, written: float, check: bytes, payload: bytes, note: str | None
 ) -> bytes:
     """``row`` with a new value: the same metadata (insertion place, creation
-    time, key; the note too unless ``note`` is given), a new write time."""
+    time, key; the note too unless ``note`` is given), a new write time.
+    A row cut short raises ValueError (IndexError or struct.error when even
+    its header is cut)."""
     if note is not None:
         old = unpack_row(row)
+        if old.size < 0:
+            raise ValueError("a row cut short: its metadata says more than it holds")
         return pack_row(
             old.seq, old.ctime, written, check, payload, old.full, old.original, note
         )
     start = record_start(row)
+    if len(row) < start:
+        raise ValueError("a row cut short: its metadata says more than it holds")
     return b"".join(
         (
             row[:_WRITTEN_OFFSET],

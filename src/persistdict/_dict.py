@@ -508,9 +508,9 @@ class PersistDict(dict):  # type: ignore[type-arg]
 
     # -- reading -----------------------------------------------------------------
 
-    def _lookup(self, key: Any, default: Any = _RAISE) -> Any:
-        """The value of ``key``; if it is missing, ``default``, or KeyError when
-        no default is given (this is ``__getitem__``, and ``get`` calls it).
+    def __getitem__(self, key: Any, default: Any = _RAISE) -> Any:
+        """``d[key]``: the value of ``key``, else KeyError. (Inside the library,
+        as ``_lookup``: ``default`` instead of the KeyError; ``get`` calls it.)
 
         The hot path of the library, written out flat (each call or attribute
         saved is measured in benchmarks/). A warm read compares the last commit
@@ -647,7 +647,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
                 layer.put(self._codec_key, txn_id, encoded, entry)
         return value
 
-    __getitem__ = _lookup
+    _lookup = __getitem__
 
     def _open_row(self, key: Any, entry_id: bytes, row: Buffer) -> Buffer:
         """The payload of a row's record, its checksum or signature verified

@@ -539,8 +539,8 @@ def targets(report: Report, sizes: Sizes) -> None:
                     f"{key} ({system}) vs lmdb-raw",
                     s.ratio(system),
                     1.5,
-                    detail="floor: the row read by hand, checksum verified:"
-                    " floor_schema.py",
+                    detail="floor: every step the design requires (gate token,"
+                    " transaction, access time, checksum), by hand: floor_schema.py",
                 )
     s = sec.get("fresh process")
     if s is not None:

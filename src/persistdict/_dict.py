@@ -689,17 +689,33 @@ class PersistDict(dict):  # type: ignore[type-arg]
         if env is None:
             env = self._live()
         if type(key) is str and self._key_dumps is None:
-            encoded = b"\x01" + key.encode("utf-8", "surrogatepass")
+            try:
+                encoded = b"\x01" + key.encode()
+            except UnicodeEncodeError:  # lone surrogates
+                encoded = self._encode(key)
         else:
             encoded = self._encode(key)
         if not self._expire_seconds and len(encoded) <= MAX_ID:
-            # The common case written out: one get in one read transaction.
-            # (A buffer read: the value is not copied just to be dropped.)
-            txn = env.begin_read(buffers=True)
+            # The common case written out: one lookup in one read transaction
+            # (env.begin_read() written out too, as in __getitem__; a cursor's
+            # set_key does not copy the value just to drop it).
+            tokens = env._tokens
+            tokens.append(None)
+            if env._paused:
+                tokens.pop()
+                txn = env.begin_read()
+                tokens = env._tokens  # a new list if that reopened after a fork
+            else:
+                try:
+                    txn = env.env.begin()
+                except lmdb.Error:  # the map grown by another process, slots full
+                    tokens.pop()
+                    txn = env.begin_read()
             try:
-                return txn.get(encoded, db=env.values) is not None
+                return bool(txn.cursor(db=env.values).set_key(encoded))
             finally:
-                env.end_read(txn)
+                txn.abort()
+                tokens.pop()
         now = time.time()
 
         def fn(txn: Txn) -> bool:
@@ -713,7 +729,11 @@ class PersistDict(dict):  # type: ignore[type-arg]
     def __len__(self) -> int:
         env = self._live()
         if not self._expire_seconds:
-            return int(env.read(lambda txn: txn.stat(env.order)["entries"]))
+            txn = env.begin_read()
+            try:
+                return int(txn.stat(env.order)["entries"])
+            finally:
+                env.end_read(txn)
         now = time.time()
 
         def count(txn: Txn) -> int:

@@ -2,16 +2,18 @@
 
     python benchmarks/floor_schema.py [--quick]
 
-PersistDict (store format 2) writes an entry as one row, its metadata and its
-value together, in the ``values`` database; a new key also puts its insertion-order
+PersistDict (store format 3) writes an entry as one row, its metadata and its
+value together, in LMDB's main database; a new key also puts its insertion-order
 entry in the ``order`` database, in the same transaction. This script times, with
 the same interleaving as the durable tables of bench_store, raw py-lmdb
 transactions that do exactly that much and no Python work besides, next to the
-one-put transaction of the baseline and to PersistDict itself (new keys, and
-overwrites of existing keys). The gap between a layout's row and the baseline is
-what no Python optimisation can win back without changing the layout: a dict keeps
-its insertion order, so a new key costs two rows in any layout that can list the
-keys in that order without sorting them.
+one-put transaction of the baseline, to format 2's layout (the rows in a named
+database), and to PersistDict itself (new keys, and overwrites of existing keys).
+The gap between a layout's row and the baseline is what no Python optimisation
+can win back without changing the layout: a dict keeps its insertion order, so a
+new key costs two rows in any layout that can list the keys in that order without
+sorting them. It also times reads done by hand on PersistDict's own files (the
+floor of ``get`` and of iteration).
 """
 
 from __future__ import annotations
@@ -40,32 +42,32 @@ HEADER = b"\x00" * 44  # PersistDict's row header (35 bytes) and record check (9
 _u64 = struct.Struct(">Q")
 
 
-def layout(path: Path, dbs: int, *, sync: bool) -> Callable[[str], None]:
-    """A setter that puts one row into each of ``dbs`` named databases (0: one
-    put into the main database): a row of the entry's size, an order entry, and
-    (3: format 1's separate metadata row) a metadata row."""
+def layout(path: Path, dbs: list[bytes | None], *, sync: bool) -> Callable[[str], None]:
+    """A setter that puts, in one transaction, the pickle alone in the main
+    database (``dbs`` empty: the baseline), or one row per entry of ``dbs`` (None:
+    the main database, else a named one): the first a row of the entry's size,
+    the second an insertion-order entry. Options by position, as PersistDict
+    passes them (py-lmdb parses keyword arguments slowly)."""
     import lmdb
 
     env = lmdb.open(
         str(path), map_size=1 << 34, sync=sync, max_dbs=8, max_readers=1024, mode=0o700
     )
-    names = [b"values", b"order", b"meta"][:dbs]
     with env.begin(write=True) as txn:
-        handles = [env.open_db(n, txn=txn) for n in names]
+        handles = [env.open_db(n, txn=txn) if n else None for n in dbs]
     counter = [0]
 
     def set_(key: str) -> None:
         encoded = b"\x01" + key.encode()
         payload = pickle.dumps(SMALL, protocol=5)
-        with env.begin(write=True) as txn:
+        with env.begin(None, None, True) as txn:
             if not handles:
                 txn.put(encoded, payload)
                 return
             counter[0] += 1
-            seq = _u64.pack(counter[0])
-            rows = [(encoded, HEADER + payload), (seq, encoded), (encoded, HEADER)]
+            rows = [(encoded, HEADER + payload), (_u64.pack(counter[0]), encoded)]
             for db, (k, v) in zip(handles, rows, strict=False):
-                txn.put(k, v, db=db)
+                txn.put(k, v, True, True, False, db)
 
     return set_
 
@@ -110,15 +112,16 @@ def run(report: Report, quick: bool, tmp: Path) -> None:
     rounds, durable_ops, fast_ops = (3, 30, 500) if quick else (7, 150, 3000)
     for sync, ops in ((True, durable_ops), (False, fast_ops)):
         tag = "sync" if sync else "nosync"
-        layouts = [
-            ("1 put, main db", 0),
-            ("1 row, 1 named db", 1),
-            ("2 rows, 2 named dbs", 2),
-            ("3 rows, 3 named dbs", 3),
+        layouts: list[tuple[str, list[bytes | None]]] = [
+            ("1 put, main db", []),
+            ("1 row, main db (format 3)", [None]),
+            ("2 rows, main + order (format 3)", [None, b"order"]),
+            ("1 row, named db (format 2)", [b"values"]),
+            ("2 rows, 2 named dbs (format 2)", [b"values", b"order"]),
         ]
         steppers = [
-            stepper(name, layout(tmp / f"l{dbs}-{tag}", dbs, sync=sync), None)
-            for name, dbs in layouts
+            stepper(name, layout(tmp / f"l{i}-{tag}", dbs, sync=sync), None)
+            for i, (name, dbs) in enumerate(layouts)
         ]
         skipped = {}
         try:
@@ -167,9 +170,9 @@ def read_floors(report: Report, quick: bool, tmp: Path) -> None:
     pd_path = tmp / "pd-read"
     d: Any = PersistDict(pd_path, cache_size=0)
     d.update(dict.fromkeys(keys, SMALL))
-    # the same files, opened a second time read-only by hand (no PersistDict code)
+    # the same files, read by hand (no PersistDict code): the rows are in the
+    # main database (format 3), the insertion order in "order"
     pd_env = d._env.env  # one environment per path and process
-    values_db = pd_env.open_db(b"values", create=False)
     order_db = pd_env.open_db(b"order", create=False)
     loads = pickle.loads
     xxh = xxhash.xxh3_64_digest
@@ -185,7 +188,7 @@ def read_floors(report: Report, quick: bool, tmp: Path) -> None:
         for k in sample:
             encoded = b"\x01" + k.encode()
             with pd_env.begin() as txn:
-                row = txn.get(encoded, db=values_db)
+                row = txn.get(encoded)
             view = memoryview(row)
             if view[36:44] != xxh(view[44:], len(encoded)):
                 raise ValueError("checksum")
@@ -195,7 +198,7 @@ def read_floors(report: Report, quick: bool, tmp: Path) -> None:
         for k in sample:
             encoded = b"\x01" + k.encode()
             with pd_env.begin() as txn:
-                row = txn.get(encoded, db=values_db)
+                row = txn.get(encoded)
             payload = row[44:]
             if row[36:44] != xxh(payload, len(encoded)):
                 raise ValueError("checksum")
@@ -209,7 +212,7 @@ def read_floors(report: Report, quick: bool, tmp: Path) -> None:
         for k in sample:
             encoded = b"\x01" + k.encode()
             with pd_env.begin() as txn:
-                row = txn.get(encoded, db=values_db)
+                row = txn.get(encoded)
             if encoded not in pending:
                 pending[encoded] = clock()
             payload = row[44:]
@@ -233,7 +236,7 @@ def read_floors(report: Report, quick: bool, tmp: Path) -> None:
             tokens.append(None)
             txn = pd_env.begin()
             try:
-                row = txn.get(encoded, db=values_db)
+                row = txn.get(encoded)
             finally:
                 txn.abort()
                 tokens.pop()
@@ -249,7 +252,7 @@ def read_floors(report: Report, quick: bool, tmp: Path) -> None:
     def layout_gets_unchecked() -> None:
         for k in sample:
             with pd_env.begin() as txn:
-                row = txn.get(b"\x01" + k.encode(), db=values_db)
+                row = txn.get(b"\x01" + k.encode())
             loads(memoryview(row)[44:])
 
     def pd_gets() -> None:
@@ -262,7 +265,7 @@ def read_floors(report: Report, quick: bool, tmp: Path) -> None:
 
     def layout_iter() -> None:
         with pd_env.begin() as txn:
-            cursor = txn.cursor(db=order_db)
+            cursor = txn.cursor(order_db)
             [v[1:].decode() for v in cursor.iternext(keys=False, values=True)]
 
     def pd_iter() -> None:

@@ -241,11 +241,14 @@ def _overwrite_parts(d: Any, n: int) -> dict[str, float]:
             parts[name].append(took)
         key = rng.choice(keys)
         t0 = clock()
-        with env.env.begin(write=True) as txn:
+        with env.env.begin(None, None, True) as txn:  # (options by position)
             txn.put(
                 b"\x01" + key.encode(),
                 b"\x00" * 44 + pickle.dumps(SMALL, protocol=5),
-                db=env.values,
+                True,
+                True,
+                False,
+                env.values,
             )
         parts["raw put"].append(clock() - t0)
     return {name: statistics.median(v) * 1e6 for name, v in parts.items()}

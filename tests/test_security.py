@@ -49,15 +49,22 @@ def _raw_edit(path: Path, edit: Callable[[Any, dict[str, Any]], None]) -> None:
     """Change a (closed) store with py-lmdb directly, as an attacker would."""
     env = lmdb.open(str(path), max_dbs=8)
     try:
-        names = ("values", "atimes", "order")
+        names = ("atimes", "order")
         dbs = {name: env.open_db(name.encode()) for name in names}
+        dbs["values"] = env.open_db(None)  # the rows are in the main database
         with env.begin(write=True) as txn:
             edit(txn, dbs)
     finally:
         env.close()
 
 
-# A row of the values database: a metadata header (flags, seq, ctime, written and
+# An entry's id begins with a byte below 0x20 or with 0xff; the main database's
+# other keys are the names of the named databases.
+def _is_entry(key: bytes) -> bool:
+    return key[0] < 0x20 or key[0] == 0xFF
+
+
+# A row (in the main database): a metadata header (flags, seq, ctime, written and
 # three lengths, then what they measure: nothing for a str key), then the record.
 _ROW_HEADER = struct.Struct("<BQddIHI")
 
@@ -70,11 +77,11 @@ def _records(path: Path) -> dict[bytes, bytes]:
     """Each entry's record (its row without the metadata)."""
     env = lmdb.open(str(path), max_dbs=8, readonly=True)
     try:
-        values = env.open_db(b"values", create=False)
         with env.begin() as txn:
             return {
                 entry_id: row[_record_start(row) :]
-                for entry_id, row in txn.cursor(db=values)
+                for entry_id, row in txn.cursor()
+                if _is_entry(entry_id)
             }
     finally:
         env.close()
@@ -369,7 +376,9 @@ def test_the_decorator_recomputes_a_record_that_does_not_verify(tmp_path: Path) 
 
     def tamper(txn: Any, dbs: dict[str, Any]) -> None:
         for entry_id, record in list(txn.cursor(db=dbs["values"])):
-            txn.put(entry_id, record[:-1] + bytes([record[-1] ^ 1]), db=dbs["values"])
+            if _is_entry(entry_id):
+                record = record[:-1] + bytes([record[-1] ^ 1])
+                txn.put(entry_id, record, db=dbs["values"])
 
     _raw_edit(path, tamper)
     out = _run(program, env)
@@ -399,6 +408,8 @@ def test_a_planted_key_pickle_is_never_unpickled_with_a_secret(tmp_path: Path) -
 
     def plant(txn: Any, dbs: dict[str, Any]) -> None:
         for entry_id, row in list(txn.cursor(db=dbs["values"])):
+            if not _is_entry(entry_id):
+                continue
             flags, seq, ctime, written, full, note, original = _ROW_HEADER.unpack_from(
                 row
             )
@@ -537,6 +548,8 @@ def test_a_row_cut_short_raises_signature_error_and_the_decorator_recomputes(
     env = d._env
     with env.env.begin(write=True) as txn:
         for entry_id, row in list(txn.cursor(db=env.values)):
+            if not _is_entry(entry_id):
+                continue
             kept = row[: _record_start(row)] if keep == "header" else b""
             txn.put(entry_id, kept, db=env.values)
     with caplog.at_level(logging.ERROR, "persistdict"):

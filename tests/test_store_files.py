@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,8 @@ import lmdb
 import pytest
 
 from persistdict import PersistDict, StoreCorruptedError, UnsafeStoreError
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 
 def test_new_store_is_private(store_path: Path) -> None:
@@ -101,6 +104,89 @@ def test_store_of_an_earlier_format_is_refused_untouched(tmp_path: Path) -> None
         assert txn.get(b"\x01k", db=env.open_db(b"values", txn=txn)) == b"an old row"
         assert txn.get(b"atimes") is None  # nothing was created
     env.close()
+
+
+def _to_format_2(path: Path) -> None:
+    """Rewrite a (closed) store as format 2 wrote it: the same rows, in a
+    database named "values" instead of the main database."""
+    env = lmdb.open(str(path), max_dbs=8)
+    with env.begin(write=True) as txn:
+        internal = env.open_db(b"internal", txn=txn)
+        values = env.open_db(b"values", txn=txn)
+        rows = [
+            (key, row)
+            for key, row in txn.cursor()
+            if key[0] < 0x20 or key[0] == 0xFF  # an entry, not a database's name
+        ]
+        for key, row in rows:
+            txn.delete(key)
+            txn.put(key, row, db=values)
+        txn.put(b"format", (2).to_bytes(8, "big"), db=internal)
+    env.close()
+
+
+def test_a_format_2_store_is_moved_to_format_3_with_every_entry(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "store"
+    long_key = "k" * 600  # stored under its hash
+    expected: dict[Any, Any] = {"a": 1, b"b": [2], (3, "c"): {"d": 4}, long_key: 5}
+    with PersistDict(path, expiration_days=30) as d:
+        d.update(expected)
+        d._set_with_note("noted", "v", "a note")
+        expected["noted"] = "v"
+        before = {key: d.metadata(key) for key in expected}
+    _to_format_2(path)
+    with pytest.raises(StoreCorruptedError, match=r"format 2.*without readonly"):
+        PersistDict(path, readonly=True)
+    with PersistDict(path, expiration_days=30) as d:
+        assert list(d.items()) == list(expected.items())  # order kept
+        assert {key: d.metadata(key).ctime for key in expected} == {
+            key: meta.ctime for key, meta in before.items()
+        }
+        assert d._note("noted") == "a note"
+        assert d.expire() == 0
+        d["e"] = 6
+        del d["a"]
+        assert list(d) == [b"b", (3, "c"), long_key, "noted", "e"]
+    env = lmdb.open(str(path), max_dbs=8, readonly=True)
+    with env.begin() as txn:
+        assert txn.get(b"values") is None  # the old database is gone
+    env.close()
+    with PersistDict(path, readonly=True) as d:
+        assert d[long_key] == 5
+        assert len(d) == 5
+
+
+def test_two_processes_opening_a_format_2_store_move_it_once(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "store"
+    with PersistDict(path) as d:
+        d.update({f"k{i}": i for i in range(2000)})
+    _to_format_2(path)
+    program = (
+        "import sys; from persistdict import PersistDict\n"
+        "d = PersistDict(sys.argv[1])\n"
+        "assert len(d) == 2000 and d['k1999'] == 1999, len(d)\n"
+        "print(sum(d.values()))\n"
+    )
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", program, str(path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": SRC},
+        )
+        for _ in range(2)
+    ]
+    for child in children:
+        out, err = child.communicate(timeout=60)
+        assert child.returncode == 0, err
+        assert out.strip() == str(sum(range(2000)))
+    with PersistDict(path) as d:
+        assert list(d) == [f"k{i}" for i in range(2000)]
 
 
 def test_store_writable_by_others_is_refused(store_path: Path) -> None:

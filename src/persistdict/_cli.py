@@ -74,6 +74,7 @@ from ._env import (
     Txn,
     _check_data_file,
     _check_ownership,
+    is_entry_id,
 )
 from ._exceptions import PersistDictError, SignatureError
 from ._meta import MetaRecord, unpack_row
@@ -554,7 +555,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
         def pages(txn: Txn) -> int:
             used = 0
-            for db in (None, env.values, env.atimes, env.order, env.internal):
+            # (None: the main database, where the rows are.)
+            for db in (None, env.atimes, env.order, env.internal):
                 st = txn.stat(db) if db is not None else env.env.stat()
                 used += st["branch_pages"] + st["leaf_pages"] + st["overflow_pages"]
             return used
@@ -1036,12 +1038,19 @@ def cmd_clear(args: argparse.Namespace) -> int:
 def _db_counts(env: lmdb.Environment) -> dict[bytes, int]:
     counts = {}
     with env.begin() as txn:
-        names = [key for key, _ in txn.cursor()]
+        names = []
+        rows = 0  # the entries' rows, in the main database (see _env.DB_NAMES)
+        for key in txn.cursor().iternext(values=False):
+            if is_entry_id(key):
+                rows += 1
+            else:
+                names.append(key)
         if sorted(names) != sorted(DB_NAMES):
             die(
                 f"{env.path()} is an LMDB environment but not a persistdict store "
                 f"(its databases are {names[:6]!r})"
             )
+        counts[b""] = rows
         for name in DB_NAMES:
             db = env.open_db(name, txn=txn, create=False)
             counts[name] = int(txn.stat(db)["entries"])

@@ -24,7 +24,7 @@ from ._codec import (
     long_key_digest,
 )
 from ._codec import _xxh64 as _xxh64
-from ._env import Env, Txn, acquire_env, release_env
+from ._env import Env, Txn, acquire_env, is_entry_id, release_env
 from ._exceptions import PersistDictError, ReadOnlyError, StoreClosedError
 from ._log import logger
 from ._meta import (
@@ -371,7 +371,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
         """When the entry was last read or written, as far as this process knows:
         its row's write time, the reads flushed to ``atimes``, pending reads."""
         atime = row_written(row)
-        flushed = txn.get(entry_id, db=env.atimes)
+        flushed = txn.get(entry_id, None, env.atimes)
         if flushed is not None:
             atime = max(atime, unpack_atime(flushed))
         return max(atime, env.pending_atime(entry_id))
@@ -386,7 +386,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
     def _find(self, env: Env, txn: Txn, encoded: bytes) -> tuple[bytes, Buffer] | None:
         """(id, row) of the entry for ``encoded``, expired or not."""
         if len(encoded) <= MAX_ID:
-            row = txn.get(encoded, db=env.values)
+            row = txn.get(encoded, None, env.values)
             return None if row is None else (encoded, row)
         prefix = HASHED + long_key_digest(encoded)
         cursor = txn.cursor(db=env.values)
@@ -405,7 +405,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
         prefix = HASHED + long_key_digest(encoded)
         for counter in range(256):
             candidate = prefix + bytes([counter])
-            if txn.get(candidate, db=env.values) is None:
+            if txn.get(candidate, None, env.values) is None:
                 return candidate
         raise PersistDictError(
             "more than 256 long keys share one 128-bit hash in this store"
@@ -413,9 +413,9 @@ class PersistDict(dict):  # type: ignore[type-arg]
 
     def _remove(self, env: Env, txn: Txn, entry_id: bytes, seq: int) -> None:
         """Delete an entry's rows (``seq``: its place in the order database)."""
-        txn.delete(entry_id, db=env.values)
-        txn.delete(_u64.pack(seq), db=env.order)
-        txn.delete(entry_id, db=env.atimes)
+        txn.delete(entry_id, b"", env.values)  # arguments by position: see _env
+        txn.delete(_u64.pack(seq), b"", env.order)
+        txn.delete(entry_id, b"", env.atimes)
 
     def _remove_damaged(self, env: Env, txn: Txn, entry_id: bytes) -> None:
         """Delete an entry whose row cannot be read (so neither its place in
@@ -446,7 +446,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
         if txn_id == last_txn or txn_id == last_txn + 1:
             seq = following
         else:
-            cursor = txn.cursor(db=env.order)
+            cursor = txn.cursor(env.order)
             seq = int(_u64.unpack(cursor.key())[0]) + 1 if cursor.last() else 0
         env.next_seq = (txn_id, seq + 1)
         return seq
@@ -489,12 +489,13 @@ class PersistDict(dict):  # type: ignore[type-arg]
         if found is None:
             entry_id = self._new_id(env, txn, encoded)
             seq = self._next_seq(env, txn)
-            if not txn.put(_u64.pack(seq), entry_id, db=env.order, append=True):
+            # (append: put(key, value, dupdata, overwrite, append, db))
+            if not txn.put(_u64.pack(seq), entry_id, True, True, True, env.order):
                 # Not after the last place: the remembered one is stale (it
                 # cannot be, see _next_seq); ask the database.
                 env.next_seq = (-2, 0)
                 seq = self._next_seq(env, txn)
-                if not txn.put(_u64.pack(seq), entry_id, db=env.order, append=True):
+                if not txn.put(_u64.pack(seq), entry_id, True, True, True, env.order):
                     raise PersistDictError(
                         f"the insertion order of {self._path} is damaged: "
                         f"no place after the last one ({seq - 1})"
@@ -503,7 +504,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
             check = self._codec.check(entry_id, payload)
             original = self._original(key, encoded)
             row = pack_row(seq, now, now, check, payload, full, original, note)
-        txn.put(entry_id, row, db=env.values)
+        txn.put(entry_id, row, True, True, False, env.values)
         return entry_id
 
     # -- reading -----------------------------------------------------------------
@@ -602,7 +603,8 @@ class PersistDict(dict):  # type: ignore[type-arg]
                         if not self._readonly and encoded not in env._pending:
                             env.touch(encoded, time.time())
                         return entry[0] if entry[2] else self._loads(entry[1])
-            record = txn.get(encoded, db=env.values)
+            # (db by position: py-lmdb parses keyword arguments slowly, see _env)
+            record = txn.get(encoded, None, env.values)
             if (
                 expire
                 and record is not None
@@ -712,7 +714,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
                     tokens.pop()
                     txn = env.begin_read()
             try:
-                return bool(txn.cursor(db=env.values).set_key(encoded))
+                return bool(txn.cursor(env.values).set_key(encoded))
             finally:
                 txn.abort()
                 tokens.pop()
@@ -740,7 +742,8 @@ class PersistDict(dict):  # type: ignore[type-arg]
             return sum(
                 1
                 for entry_id, row in txn.cursor(db=env.values)
-                if not self._expired(env, txn, bytes(entry_id), row, now)
+                if is_entry_id(entry_id)
+                and not self._expired(env, txn, bytes(entry_id), row, now)
             )
 
         return env.read(count, buffers=True)
@@ -830,7 +833,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
             originals: list[tuple[bytes, bytes | None] | None] = []
             records: list[tuple[bytes, int]] = []
             for entry_id in ids:
-                row = get(entry_id, db=values_db)
+                row = get(entry_id, None, values_db)
                 if row is None or (
                     expire and self._expired(env, txn, entry_id, row, now)
                 ):
@@ -1164,8 +1167,15 @@ class PersistDict(dict):  # type: ignore[type-arg]
         env = self._writable()
 
         def fn(txn: Txn) -> None:
-            for db in (env.values, env.atimes, env.order):
+            for db in (env.atimes, env.order):
                 txn.drop(db, delete=False)
+            # The rows share the main database with the named databases'
+            # records (see _env.DB_NAMES): deleted one by one.
+            cursor = txn.cursor(db=env.values)
+            ok = cursor.first()
+            while ok and cursor.key():  # (b"" after the last one is deleted)
+                # (delete() moves on to the next key)
+                ok = cursor.delete() if is_entry_id(cursor.key()) else cursor.next()
 
         _, txn_id = env.write(fn)
         env.layer.wrote(txn_id, None)
@@ -1238,6 +1248,9 @@ class PersistDict(dict):  # type: ignore[type-arg]
         ok = cursor.set_range(position) if position else cursor.first()
         while ok and seen < limit:
             entry_id = bytes(cursor.key())
+            if not is_entry_id(entry_id):  # a named database's record
+                ok = cursor.next()
+                continue
             row = cursor.value()  # a buffer: read before anything changes
             seen += 1
             if self._expired(env, txn, entry_id, row, now) and (
@@ -1272,7 +1285,8 @@ class PersistDict(dict):  # type: ignore[type-arg]
             if entries > limit:
                 return False
             return not any(
-                self._expired(env, txn, bytes(entry_id), row, now)
+                is_entry_id(entry_id)
+                and self._expired(env, txn, bytes(entry_id), row, now)
                 for entry_id, row in txn.cursor(db=env.values)
             )
 

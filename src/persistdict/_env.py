@@ -69,14 +69,34 @@ if TYPE_CHECKING:
 else:
     Txn = lmdb.Transaction
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 DEFAULT_MAP_SIZE = 64 * 1024 * 1024
 MAX_READERS = 1024
 # Named databases, all opened once with the environment (opening one while another
-# thread holds a write transaction deadlocks the process: LMDB-NOTES.md).
-DB_NAMES = (b"values", b"atimes", b"order", b"internal", b"settings")
+# thread holds a write transaction deadlocks the process: LMDB-NOTES.md). The
+# entries' rows live in the main database, beside these databases' records: a
+# transaction that reads or writes only the main database costs less (LMDB looks
+# up a named database's record in the main database in every transaction that
+# uses it). Entry ids begin with a byte below 0x20 or with 0xff (_codec), the
+# names with a lower-case letter: see is_entry_id.
+DB_NAMES = (b"atimes", b"order", b"internal", b"settings")
+# Format 2 kept the rows in a database of this name; opening a format-2 store
+# moves them to the main database (format 3).
+_FORMAT2_VALUES = b"values"
 # Databases of earlier store formats, named in the error that refuses such a store.
 _LEGACY_DB_NAMES = (b"meta",)
+# Where the names of the named databases are, among the main database's keys.
+_NAMES_FROM = b"\x20"
+_NAMES_END = 0xFF
+
+
+def is_entry_id(key: bytes | memoryview) -> bool:
+    """Whether a key of the main database is an entry's id (not the record of
+    a named database)."""
+    first = key[0]
+    return first < 0x20 or first == _NAMES_END
+
+
 # Key in the internal database: the id of the last transaction that only wrote
 # access times. Memory layers need not drop anything for such a commit.
 ATIME_TXN_KEY = b"atime-transaction"
@@ -84,6 +104,12 @@ ATIME_TXN_KEY = b"atime-transaction"
 FORMAT_KEY = b"format"
 _u64 = struct.Struct(">Q")
 ATIME_FLUSH_SECONDS = 1.0
+# py-lmdb parses keyword arguments slowly: about 0.1 us per call that passes any
+# (a read transaction and its get cost 0.54 us with ``get(key, db=db)``, 0.41 us
+# with ``get(key, None, db)``). The hot paths pass them by position:
+# ``begin(db, parent, write, buffers)``, ``get(key, default, db)``,
+# ``put(key, value, dupdata, overwrite, append, db)``, ``delete(key, value, db)``,
+# ``cursor(db)``.
 
 _fork_generation = 0
 
@@ -434,7 +460,7 @@ class Env:
                 sync=self.durable,
                 mode=0o600,
                 max_readers=MAX_READERS,
-                max_dbs=len(DB_NAMES) + 1,
+                max_dbs=len(DB_NAMES) + 1,  # + format 2's rows, while moved
                 max_spare_txns=0,
                 lock=lock,
             )
@@ -461,7 +487,13 @@ class Env:
         path = self.path
         env = self.env
         with env.begin() as txn:
-            names = [key for key, _ in txn.cursor()]
+            # The named databases' records, without a look at any entry.
+            names = []
+            cursor = txn.cursor()
+            ok = cursor.set_range(_NAMES_FROM)
+            while ok and cursor.key()[0] != _NAMES_END:
+                names.append(cursor.key())
+                ok = cursor.next()
             if any(name in _LEGACY_DB_NAMES for name in names):
                 raise StoreCorruptedError(
                     f"{path} was written in store format 1 by an earlier "
@@ -469,14 +501,18 @@ class Env:
                     "Open it with the persistdict that wrote it, or delete the "
                     "directory if it only holds a cache"
                 )
-            foreign = [name for name in names if name not in DB_NAMES]
+            foreign = [
+                name
+                for name in names
+                if name not in DB_NAMES and name != _FORMAT2_VALUES
+            ]
             if foreign:
                 raise StoreCorruptedError(
                     f"{path} is an LMDB environment but not a persistdict store "
                     f"(it has other databases or keys, e.g. {foreign[0]!r}); "
                     "pass another path"
                 )
-            existing = txn.get(b"values") is not None
+            existing = b"internal" in names
         try:
             if self.readonly:
                 if not existing:
@@ -488,6 +524,7 @@ class Env:
             else:
                 with env.begin(write=True) as txn:
                     dbs = [env.open_db(name, txn=txn) for name in DB_NAMES]
+            main = env.open_db(None)  # the rows (see DB_NAMES)
         except lmdb.MapFullError:
             env.set_mapsize(env.info()["map_size"] * 2)
             self._open_dbs()
@@ -496,7 +533,8 @@ class Env:
             raise StoreCorruptedError(
                 f"{path} is not a readable persistdict store ({exc})"
             ) from exc
-        self.values, self.atimes, self.order, self.internal, self._settings_db = dbs
+        self.values = main
+        self.atimes, self.order, self.internal, self._settings_db = dbs
         self.__dict__.pop("settings", None)  # bound to a previous environment
         with env.begin() as txn:
             raw_format = txn.get(FORMAT_KEY, db=self.internal)
@@ -509,11 +547,43 @@ class Env:
             self.settings.update({"format": FORMAT_VERSION, "created": time.time()})
             raw_format = _u64.pack(FORMAT_VERSION)
         fmt = _u64.unpack(raw_format)[0] if raw_format else FORMAT_VERSION
-        if fmt != FORMAT_VERSION:
+        if fmt == 2:
+            if self.readonly:
+                raise StoreCorruptedError(
+                    f"{path} was written in store format 2 by an earlier "
+                    f"persistdict; open it once without readonly=True to move it "
+                    f"to format {FORMAT_VERSION} (its entries are kept)"
+                )
+            self._upgrade_from_2()
+        elif fmt != FORMAT_VERSION:
             raise StoreCorruptedError(
                 f"{path} was written in store format {fmt!r}; this persistdict "
                 f"reads format {FORMAT_VERSION}"
             )
+
+    def _upgrade_from_2(self) -> None:
+        """Move a format-2 store's rows into the main database, in one
+        transaction (another process may have done it meanwhile: then nothing)."""
+        env = self.env
+        while True:
+            try:
+                with env.begin(write=True) as txn:
+                    raw = txn.get(FORMAT_KEY, db=self.internal)
+                    if raw is not None and _u64.unpack(raw)[0] == FORMAT_VERSION:
+                        return
+                    if txn.get(_FORMAT2_VALUES) is not None:
+                        old = env.open_db(_FORMAT2_VALUES, txn=txn, create=False)
+                        for entry_id, row in txn.cursor(db=old):
+                            txn.put(entry_id, row, db=self.values)
+                        txn.drop(old, delete=True)
+                    txn.put(FORMAT_KEY, _u64.pack(FORMAT_VERSION), db=self.internal)
+            except lmdb.MapFullError:
+                env.set_mapsize(env.info()["map_size"] * 2)
+                continue
+            # As for a new store (see _open_dbs): for the command line.
+            self.settings.update({"format": FORMAT_VERSION})
+            logger.info("moved the store at %s to format %d", self.path, FORMAT_VERSION)
+            return
 
     # -- the gate ----------------------------------------------------------------
 
@@ -598,7 +668,7 @@ class Env:
             tokens.pop()
             self._enter()
         try:
-            txn: Txn = self.env.begin(buffers=buffers)  # type: ignore[call-overload]
+            txn: Txn = self.env.begin(None, None, False, buffers)  # type: ignore[call-overload]
             return txn
         except lmdb.Error:  # the map grown by another process, reader slots full
             try:
@@ -648,9 +718,8 @@ class Env:
                 self._enter()
             try:
                 try:
-                    txn: Txn = self.env.begin(  # type: ignore[call-overload]
-                        write=True, buffers=buffers
-                    )
+                    # begin(db, parent, write, buffers): by position (see the top)
+                    txn: Txn = self.env.begin(None, None, True, buffers)  # type: ignore[call-overload]
                 except lmdb.Error:  # the map grown by another process, ...
                     txn = self._begin(True, buffers)
                 try:
@@ -693,7 +762,7 @@ class Env:
         Access-time flushes mark their transaction in the internal database, so
         a memory layer that was current one commit earlier stays current.
         """
-        raw = txn.get(ATIME_TXN_KEY, db=self.internal)
+        raw = txn.get(ATIME_TXN_KEY, None, self.internal)
         return raw is not None and _u64.unpack(raw)[0] == txn.id()
 
     # -- settings ------------------------------------------------------------------

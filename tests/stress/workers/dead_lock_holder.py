@@ -16,11 +16,10 @@ import lmdb
 
 def main() -> None:
     env = lmdb.open(sys.argv[1], max_dbs=8, max_readers=1024)
-    values = env.open_db(b"values")
     reader = env.begin()
-    reader.get(b"anything", db=values)
+    reader.get(b"\x01anything")  # the rows are in the main database
     txn = env.begin(write=True)
-    txn.put(b"\x01half-written", b"\x00" * 100, db=values)
+    txn.put(b"\x01half-written", b"\x00" * 100)
     sys.stdout.write("holding\n")
     sys.stdout.flush()
     time.sleep(600)

@@ -103,3 +103,30 @@ def test_a_larger_request_moves_entries_and_empties_the_old_cache(
     assert large["k"] == ["v2"]
     small.close()
     large.close()
+
+
+def test_a_value_admitted_late_by_a_reader_never_outlives_a_newer_write(
+    tmp_path: Path,
+) -> None:
+    # A reader that read "old" at commit N admits it after a writer committed
+    # N+1, which told the layer nothing (a layer that held nothing is not told):
+    # the layer then says it is current only at N, so no read serves the entry.
+    import pickle
+    import time
+
+    d = PersistDict(tmp_path / "store")
+    d["k"] = "old"
+    env = d._env
+    layer = env.layer
+    with env.env.begin() as txn:
+        read_at = txn.id()
+    d["k"] = ["new"]
+    assert not layer._caches  # nothing admitted yet: the write told nothing
+    layer.known_txn = max(layer.known_txn, read_at)  # as the reader saw it
+    stale = d._layer_entry("old", pickle.dumps("old", protocol=5), time.time())
+    layer.put(d._codec_key, read_at, b"\x01k", stale)
+    assert layer._caches  # the late admission landed
+    assert d["k"] == ["new"]
+    assert d.get("k") == ["new"]
+    assert d["k"] == ["new"]  # and now from the layer, if admitted: still new
+    d.close()

@@ -970,11 +970,11 @@ class PersistDict(dict):  # type: ignore[type-arg]
         # every write).
         ids, txn_id = env.write(fn, buffers=True)
         layer = env.layer
-        if not layer._caches:
-            # Nothing was ever admitted: nothing to update. (None, not {}: should
-            # a reader admit an older value meanwhile, it is dropped.)
-            layer.wrote(txn_id, None)
-        else:
+        # A layer that never held anything has nothing to update: it is not
+        # told. (Should a reader admit a value it read before this commit, the
+        # layer stays known current only at that reader's older commit, and the
+        # next read, at this one or later, drops it: see MemoryLayer.validate.)
+        if layer._caches:
             codec_key = self._codec_key
             changes: dict[bytes, tuple[object, Any, bytes] | None] = {
                 entry_id: (codec_key, value, payload)
@@ -1028,9 +1028,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
             buffers=True,  # see _write
         )
         layer = env.layer
-        if not layer._caches:
-            layer.wrote(txn_id, None)  # see _write
-        else:
+        if layer._caches:  # (see _write)
             layer.wrote(
                 txn_id,
                 {entry_id: (self._codec_key, value, payload)},

@@ -471,3 +471,32 @@ def test_memory_layer_admits_on_second_read(store_path: Path) -> None:
     got.append("mutated")  # hits never share mutable values
     assert d[7] == [7]
     d.close()
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        ["tab\x01inside"],
+        ["lone \udc80 surrogate"],
+        [b"bytes key"],
+        [7],
+        ["a\x01b", b"c"],  # as many tag bytes in the batch as ids
+        [],
+    ],
+    ids=["x01", "surrogate", "bytes", "int", "x01-and-bytes", "none"],
+)
+def test_iteration_of_str_keys_with_any_other_key_among_them(
+    store: PersistDict, odd: list[Any]
+) -> None:
+    # Batches of str keys are decoded at once; a key that cannot be (one
+    # holding the tag byte, a lone surrogate, another type) anywhere in a
+    # batch must come back exactly all the same, in order.
+    reference: dict[Any, Any] = {}
+    for i in range(1200):  # three batches
+        reference[f"k{i}-é"] = i
+        if i in (5, 700):
+            reference.update((key, i) for key in odd)
+    store.update(reference)
+    assert list(store) == list(reference)
+    assert list(reversed(store)) == list(reversed(reference))
+    assert list(store.items()) == list(reference.items())

@@ -71,18 +71,28 @@ except StoreCorruptedError as exc:
     assert "truncated" in proc.stdout
 
 
-def test_foreign_lmdb_environment_is_not_taken_over(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "their_key",
+    [b"their-key", (7).to_bytes(8, "big"), b"\x01like an id", b"\xff" * 20],
+    ids=["text", "packed-int", "id-like", "hash-like"],
+)
+def test_foreign_lmdb_environment_is_not_taken_over(
+    tmp_path: Path, their_key: bytes
+) -> None:
+    # Also when its keys look like entry ids (the rows of a store share the
+    # main database with its named databases' records).
     path = tmp_path / "other"
     env = lmdb.open(str(path), mode=0o700)
     with env.begin(write=True) as txn:
-        txn.put(b"their-key", b"their-value")
+        txn.put(their_key, b"their-value")
     env.close()
     path.chmod(0o700)
     with pytest.raises(StoreCorruptedError, match="not a persistdict store"):
         PersistDict(path)
     env = lmdb.open(str(path))
     with env.begin() as txn:
-        assert txn.get(b"their-key") == b"their-value"
+        assert txn.get(their_key) == b"their-value"
+        assert txn.get(b"order") is None  # nothing was created
     env.close()
 
 
@@ -156,6 +166,27 @@ def test_a_format_2_store_is_moved_to_format_3_with_every_entry(
     with PersistDict(path, readonly=True) as d:
         assert d[long_key] == 5
         assert len(d) == 5
+
+
+def test_an_empty_values_database_left_in_a_format_3_store_is_dropped(
+    tmp_path: Path,
+) -> None:
+    # An earlier persistdict creates its databases, "values" among them, before
+    # it finds a newer format and refuses the store.
+    path = tmp_path / "store"
+    with PersistDict(path) as d:
+        d["k"] = 1
+    env = lmdb.open(str(path), max_dbs=8)
+    env.open_db(b"values")
+    env.close()
+    with PersistDict(path, readonly=True) as d:
+        assert d["k"] == 1
+    with PersistDict(path) as d:
+        assert dict(d) == {"k": 1}
+    env = lmdb.open(str(path), max_dbs=8, readonly=True)
+    with env.begin() as txn:
+        assert txn.get(b"values") is None
+    env.close()
 
 
 def test_two_processes_opening_a_format_2_store_move_it_once(

@@ -25,7 +25,7 @@ from ._codec import (
     long_key_digest,
 )
 from ._codec import _xxh64 as _xxh64
-from ._env import Env, Txn, acquire_env, is_entry_id, release_env
+from ._env import DB_NAMES, Env, Txn, acquire_env, is_entry_id, release_env
 from ._exceptions import PersistDictError, ReadOnlyError, StoreClosedError
 from ._log import logger
 from ._meta import (
@@ -1295,7 +1295,8 @@ class PersistDict(dict):  # type: ignore[type-arg]
             return count, next_pos or b""
 
         def nothing_to_do(txn: Txn) -> bool:
-            entries = int(txn.stat(env.values)["entries"])
+            # (the main database also holds the named databases' records)
+            entries = int(txn.stat(env.values)["entries"]) - len(DB_NAMES)
             if entries > limit:
                 return False
             return not any(

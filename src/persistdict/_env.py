@@ -506,13 +506,17 @@ class Env:
                 for name in names
                 if name not in DB_NAMES and name != _FORMAT2_VALUES
             ]
+            existing = b"internal" in names
+            if not foreign and not existing and cursor.first():
+                # Not a store yet, yet keys: someone else's (ids alike included).
+                foreign = [cursor.key()]
             if foreign:
                 raise StoreCorruptedError(
                     f"{path} is an LMDB environment but not a persistdict store "
-                    f"(it has other databases or keys, e.g. {foreign[0]!r}); "
+                    f"(it has other databases or keys, e.g. {bytes(foreign[0])!r}); "
                     "pass another path"
                 )
-            existing = b"internal" in names
+            leftover = _FORMAT2_VALUES in names  # format 2's, or an old version's
         try:
             if self.readonly:
                 if not existing:
@@ -551,9 +555,14 @@ class Env:
             if self.readonly:
                 raise StoreCorruptedError(
                     f"{path} was written in store format 2 by an earlier "
-                    f"persistdict; open it once without readonly=True to move it "
-                    f"to format {FORMAT_VERSION} (its entries are kept)"
+                    f"persistdict; open it once without readonly=True (in Python: "
+                    f"PersistDict(path)) to move it to format {FORMAT_VERSION} "
+                    "(its entries are kept)"
                 )
+            self._upgrade_from_2()
+        elif fmt == FORMAT_VERSION and leftover and not self.readonly:
+            # An empty "values" database that an earlier persistdict created
+            # before it found this format and refused the store.
             self._upgrade_from_2()
         elif fmt != FORMAT_VERSION:
             raise StoreCorruptedError(
@@ -562,19 +571,21 @@ class Env:
             )
 
     def _upgrade_from_2(self) -> None:
-        """Move a format-2 store's rows into the main database, in one
-        transaction (another process may have done it meanwhile: then nothing)."""
+        """Move the rows of format 2's "values" database into the main database
+        and drop it, in one transaction, and mark the store format 3. (Run by
+        every process that saw format 2: after the first, nothing is left to
+        move.)"""
         env = self.env
         while True:
+            moved = 0
             try:
                 with env.begin(write=True) as txn:
-                    raw = txn.get(FORMAT_KEY, db=self.internal)
-                    if raw is not None and _u64.unpack(raw)[0] == FORMAT_VERSION:
-                        return
                     if txn.get(_FORMAT2_VALUES) is not None:
                         old = env.open_db(_FORMAT2_VALUES, txn=txn, create=False)
                         for entry_id, row in txn.cursor(db=old):
-                            txn.put(entry_id, row, db=self.values)
+                            if is_entry_id(entry_id):  # (any other: damage)
+                                txn.put(entry_id, row, db=self.values)
+                                moved += 1
                         txn.drop(old, delete=True)
                     txn.put(FORMAT_KEY, _u64.pack(FORMAT_VERSION), db=self.internal)
             except lmdb.MapFullError:
@@ -582,7 +593,12 @@ class Env:
                 continue
             # As for a new store (see _open_dbs): for the command line.
             self.settings.update({"format": FORMAT_VERSION})
-            logger.info("moved the store at %s to format %d", self.path, FORMAT_VERSION)
+            logger.info(
+                "the store at %s is in format %d (%d rows moved)",
+                self.path,
+                FORMAT_VERSION,
+                moved,
+            )
             return
 
     # -- the gate ----------------------------------------------------------------

@@ -4,8 +4,8 @@ lmdb-dict-full keeps environments per path string and runs every mapping operati
 in its own transaction; persistdict needs more than that, so this module talks to
 py-lmdb directly for:
 
-* one write transaction over several named databases (entry rows, insertion
-  order, access times);
+* one write transaction over several databases (entry rows in the main
+  database, insertion order and access times in named ones);
 * growing the map when it is full, and adopting a size another process grew to
   (``set_mapsize`` is only allowed while this process has no transaction open, so
   every transaction passes a gate that a resize closes);

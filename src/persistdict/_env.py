@@ -857,13 +857,13 @@ class Env:
         atimes = self.atimes
 
         def put(txn: Txn) -> None:
-            entries = txn.cursor(db=self.values)
+            entries = txn.cursor(self.values)  # options by position: see the top
             for entry_id, atime in batch.items():
                 if not entries.set_key(entry_id):
                     continue  # deleted meanwhile
-                raw = txn.get(entry_id, db=atimes)
+                raw = txn.get(entry_id, None, atimes)
                 if raw is None or atime > unpack_atime(raw):
-                    txn.put(entry_id, pack_atime(atime), db=atimes)
+                    txn.put(entry_id, pack_atime(atime), True, True, False, atimes)
             txn.put(ATIME_TXN_KEY, _u64.pack(txn.id()), db=self.internal)
 
         try:

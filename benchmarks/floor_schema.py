@@ -2,18 +2,19 @@
 
     python benchmarks/floor_schema.py [--quick]
 
-PersistDict (store format 3) writes an entry as one row, its metadata and its
-value together, in LMDB's main database; a new key also puts its insertion-order
-entry in the ``order`` database, in the same transaction. This script times, with
-the same interleaving as the durable tables of bench_store, raw py-lmdb
-transactions that do exactly that much and no Python work besides, next to the
-one-put transaction of the baseline, to format 2's layout (the rows in a named
-database), and to PersistDict itself (new keys, and overwrites of existing keys).
-The gap between a layout's row and the baseline is what no Python optimisation
-can win back without changing the layout: a dict keeps its insertion order, so a
-new key costs two rows in any layout that can list the keys in that order without
-sorting them. It also times reads done by hand on PersistDict's own files (the
-floor of ``get`` and of iteration).
+PersistDict (store format 4) writes an entry as one row, its metadata and its
+value together, in LMDB's main database; a new key also puts its place in the
+insertion order, in the main database too (key 0xff + place: the database's last
+keys, appended), in the same transaction. This script times, with the same
+interleaving as the durable tables of bench_store, raw py-lmdb transactions that
+do exactly that much and no Python work besides, next to the one-put transaction
+of the baseline, to the layouts of formats 3 (the places in a named database) and
+2 (the rows too), and to PersistDict itself (new keys, and overwrites of existing
+keys). The gap between a layout's row and the baseline is what no Python
+optimisation can win back without changing the layout: a dict keeps its insertion
+order, so a new key costs two rows in any layout that can list the keys in that
+order without sorting them. It also times reads done by hand on PersistDict's own
+files (the floor of ``get`` and of iteration).
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ def layout(path: Path, dbs: list[bytes | None], *, sync: bool) -> Callable[[str]
     """A setter that puts, in one transaction, the pickle alone in the main
     database (``dbs`` empty: the baseline), or one row per entry of ``dbs`` (None:
     the main database, else a named one): the first a row of the entry's size,
-    the second an insertion-order entry. Options by position, as PersistDict
+    the second a place in the insertion order (in the main database, keyed
+    0xff + place and appended, as format 4 has it). Options by position, as PersistDict
     passes them (py-lmdb parses keyword arguments slowly)."""
     import lmdb
 
@@ -65,9 +67,13 @@ def layout(path: Path, dbs: list[bytes | None], *, sync: bool) -> Callable[[str]
                 txn.put(encoded, payload)
                 return
             counter[0] += 1
-            rows = [(encoded, HEADER + payload), (_u64.pack(counter[0]), encoded)]
+            place = _u64.pack(counter[0])
+            if len(handles) > 1 and handles[1] is None:
+                place = b"\xff" + place
+            rows = [(encoded, HEADER + payload), (place, encoded)]
             for db, (k, v) in zip(handles, rows, strict=False):
-                txn.put(k, v, True, True, False, db)
+                # (append: the places are their database's last keys)
+                txn.put(k, v, True, True, k is place, db)
 
     return set_
 
@@ -114,7 +120,8 @@ def run(report: Report, quick: bool, tmp: Path) -> None:
         tag = "sync" if sync else "nosync"
         layouts: list[tuple[str, list[bytes | None]]] = [
             ("1 put, main db", []),
-            ("1 row, main db (format 3)", [None]),
+            ("1 row, main db (format 3, 4)", [None]),
+            ("2 rows, main db (format 4)", [None, None]),
             ("2 rows, main + order (format 3)", [None, b"order"]),
             ("1 row, named db (format 2)", [b"values"]),
             ("2 rows, 2 named dbs (format 2)", [b"values", b"order"]),
@@ -170,10 +177,9 @@ def read_floors(report: Report, quick: bool, tmp: Path) -> None:
     pd_path = tmp / "pd-read"
     d: Any = PersistDict(pd_path, cache_size=0)
     d.update(dict.fromkeys(keys, SMALL))
-    # the same files, read by hand (no PersistDict code): the rows are in the
-    # main database (format 3), the insertion order in "order"
+    # the same files, read by hand (no PersistDict code): the rows and the
+    # insertion order (keys 0xff + place, last) are in the main database
     pd_env = d._env.env  # one environment per path and process
-    order_db = pd_env.open_db(b"order", create=False)
     loads = pickle.loads
     xxh = xxhash.xxh3_64_digest
 
@@ -265,8 +271,9 @@ def read_floors(report: Report, quick: bool, tmp: Path) -> None:
 
     def layout_iter() -> None:
         with pd_env.begin() as txn:
-            cursor = txn.cursor(order_db)
-            [v[1:].decode() for v in cursor.iternext(keys=False, values=True)]
+            cursor = txn.cursor()
+            cursor.set_range(b"\xff")  # the places, to the end
+            [v[1:].decode() for v in cursor.iternext(False, True)]
 
     def pd_iter() -> None:
         list(d)
@@ -299,7 +306,7 @@ def read_floors(report: Report, quick: bool, tmp: Path) -> None:
         run_section(
             "floor iterate",
             "list of all 10000 keys: raw py-lmdb keys, the PersistDict layout by hand"
-            " (order db values are the ids: decode them), PersistDict list(d)",
+            " (the places' values are the ids: decode them), PersistDict list(d)",
             [
                 entry("lmdb-raw", raw_iter, 1, "lmdb-raw"),
                 entry("layout by hand", layout_iter, 1, "lmdb-raw"),

@@ -500,3 +500,22 @@ def test_iteration_of_str_keys_with_any_other_key_among_them(
     assert list(store) == list(reference)
     assert list(reversed(store)) == list(reversed(reference))
     assert list(store.items()) == list(reference.items())
+
+
+@pytest.mark.parametrize("n", [1, 511, 512, 513, 1024])
+def test_iteration_ends_exactly_at_the_last_place(store: PersistDict, n: int) -> None:
+    # The insertion order shares the main database with the rows (ids below
+    # it, and long keys' ids after it) and the named databases' records: a
+    # batch that runs past either end of it must stop there.
+    reference: dict[Any, Any] = {}
+    for i in range(n):
+        key: Any = ("x" * 600 + str(i)) if i % 7 == 3 else f"k{i}"  # some hashed
+        reference[key] = i
+    store.update(reference)
+    assert list(store) == list(reference)
+    assert list(reversed(store)) == list(reversed(reference))
+    assert list(store.values()) == list(reference.values())
+    assert len(store) == n
+    last = next(reversed(reference))
+    assert store.popitem() == (last, reference.pop(last))
+    assert list(store.items()) == list(reference.items())

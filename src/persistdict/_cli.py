@@ -65,11 +65,13 @@ import lmdb
 
 from . import __version__
 from ._codec import HASHED, encode_key
-from ._dict import PersistDict
+from ._dict import PersistDict, _count
 from ._env import (
     _REGISTRY,
     DB_NAMES,
     MAX_READERS,
+    ORDER_FROM,
+    ORDER_TAG,
     Env,
     Txn,
     _check_data_file,
@@ -379,22 +381,23 @@ class Store:
         env = self.env
         expire_seconds = (self.expiration_days or 0.0) * _DAY
         now = time.time()
-        total = int(env.read(lambda txn: txn.stat(env.order)["entries"]))
+        total = env.read(lambda txn: _count(txn, env))
         progress = Progress(label, total)
         out: list[Entry] = []
         position: bytes | None = None
 
         def batch(txn: Txn) -> list[tuple[bytes, bytes, MetaRecord | None, float]]:
             # Rows are buffers here: their metadata is unpacked, values not copied.
-            cursor = txn.cursor(db=env.order)
+            # The places of the insertion order (see _env), from ``position``.
+            cursor = txn.cursor(env.values)
             if position is None:
-                ok = cursor.first()
+                ok = cursor.set_range(ORDER_FROM)
             else:
                 ok = cursor.set_range(position)
                 if ok and cursor.key() == position:
                     ok = cursor.next()
             rows: list[tuple[bytes, bytes, MetaRecord | None, float]] = []
-            while ok and len(rows) < _SCAN_BATCH:
+            while ok and cursor.key()[0] == ORDER_TAG and len(rows) < _SCAN_BATCH:
                 seq_key, entry_id = bytes(cursor.key()), bytes(cursor.value())
                 row = txn.get(entry_id, db=env.values)
                 if row is None:
@@ -556,7 +559,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         def pages(txn: Txn) -> int:
             used = 0
             # (None: the main database, where the rows are.)
-            for db in (None, env.atimes, env.order, env.internal):
+            for db in (None, env.atimes, env.internal):
                 st = txn.stat(db) if db is not None else env.env.stat()
                 used += st["branch_pages"] + st["leaf_pages"] + st["overflow_pages"]
             return used
@@ -1039,19 +1042,22 @@ def _db_counts(env: lmdb.Environment) -> dict[bytes, int]:
     counts = {}
     with env.begin() as txn:
         names = []
-        rows = 0  # the entries' rows, in the main database (see _env.DB_NAMES)
+        rows = places = 0  # in the main database (see _env)
         for key in txn.cursor().iternext(values=False):
             if is_entry_id(key):
                 rows += 1
+            elif key[0] == ORDER_TAG:
+                places += 1
             else:
                 names.append(key)
-        # (b"values": format 2's rows, moved at the next writable open)
-        if not set(DB_NAMES) <= set(names) <= {*DB_NAMES, b"values"}:
+        # (b"values", b"order": earlier formats', moved at the next writable open)
+        if not set(DB_NAMES) <= set(names) <= {*DB_NAMES, b"values", b"order"}:
             die(
                 f"{env.path()} is an LMDB environment but not a persistdict store "
                 f"(its databases are {names[:6]!r})"
             )
         counts[b""] = rows
+        counts[b"\x1f"] = places
         for name in names:
             db = env.open_db(name, txn=txn, create=False)
             counts[name] = int(txn.stat(db)["entries"])
@@ -1073,7 +1079,7 @@ def _open_raw(path: Path, map_size: int, *, lock: bool) -> lmdb.Environment:
         subdir=True,
         readonly=True,
         lock=lock,
-        max_dbs=len(DB_NAMES) + 1,
+        max_dbs=len(DB_NAMES) + 2,  # + earlier formats' databases
         max_readers=MAX_READERS,
         max_spare_txns=0,
     )

@@ -25,7 +25,19 @@ from ._codec import (
     long_key_digest,
 )
 from ._codec import _xxh64 as _xxh64
-from ._env import DB_NAMES, Env, Txn, acquire_env, is_entry_id, release_env
+from ._env import (
+    _EARLIER_DBS,
+    DB_NAMES,
+    ORDER_FROM,
+    ORDER_TAG,
+    Env,
+    Txn,
+    acquire_env,
+    is_entry_id,
+    order_key,
+    order_seq,
+    release_env,
+)
 from ._exceptions import PersistDictError, ReadOnlyError, StoreClosedError
 from ._log import logger
 from ._meta import (
@@ -102,6 +114,53 @@ def _bytes_key(entry_id: bytes) -> bytes:
     if entry_id[0] == 2:
         return entry_id[1:]
     raise _NeedsMeta
+
+
+def _last_place(txn: Txn, env: Env) -> int:
+    """The last place taken in the insertion order, or -1."""
+    cursor = txn.cursor(env.values)
+    ok = cursor.last()  # the places are the main database's last keys
+    return order_seq(cursor.key()) if ok and cursor.key()[0] == ORDER_TAG else -1
+
+
+def _within_order(
+    cursor: Any, ids: list[Any], positioned: bool
+) -> tuple[list[Any], bytes]:
+    """``ids`` taken backwards by ``cursor`` from the insertion order on, past
+    its start, without those taken beyond it; and the key of the last place
+    taken. ``positioned``: the cursor is on the last key it took (else it ran
+    off the start of the database)."""
+    ok = True if positioned else cursor.first()
+    beyond = 0
+    key = cursor.key() if ok else b""
+    while key and key[0] != ORDER_TAG:
+        beyond += 1
+        key = cursor.key() if cursor.next() else b""
+    return ids[: len(ids) - beyond], bytes(key)
+
+
+def _count(txn: Txn, env: Env) -> int:
+    """How many entries the store holds, expired or not: each has one row and
+    one place, beside the named databases' records, in the main database (those
+    of this format, and maybe an earlier format's left by an earlier persistdict
+    that was refused the store: see Env._move_to_main)."""
+    txn_id = txn.id()
+    known_at, names = env.name_records
+    if known_at != txn_id:
+        names = len(DB_NAMES)
+        for name in _EARLIER_DBS:
+            if txn.get(name, None, env.values) is not None:
+                names += 1
+        env.name_records = (txn_id, names)
+    return (int(txn.stat(env.values)["entries"]) - names) // 2
+
+
+def _entry_rows(cursor: Any) -> Iterator[tuple[Buffer, Buffer]]:
+    """(id, row) of every entry, in key order: the main database's first keys."""
+    for key, row in cursor:
+        if not is_entry_id(key):
+            return
+        yield key, row
 
 
 class _NotFound(Exception):  # noqa: N818 - a signal, not an error
@@ -415,9 +474,9 @@ class PersistDict(dict):  # type: ignore[type-arg]
         )
 
     def _remove(self, env: Env, txn: Txn, entry_id: bytes, seq: int) -> None:
-        """Delete an entry's rows (``seq``: its place in the order database)."""
+        """Delete an entry's rows (``seq``: its place in the insertion order)."""
         txn.delete(entry_id, b"", env.values)  # arguments by position: see _env
-        txn.delete(_u64.pack(seq), b"", env.order)
+        txn.delete(order_key(seq), b"", env.values)
         txn.delete(entry_id, b"", env.atimes)
 
     def _remove_damaged(self, env: Env, txn: Txn, entry_id: bytes) -> None:
@@ -425,17 +484,19 @@ class PersistDict(dict):  # type: ignore[type-arg]
         the order: every place that names it is looked for)."""
         txn.delete(entry_id, db=env.values)
         txn.delete(entry_id, db=env.atimes)
-        places = [
-            bytes(seq)
-            for seq, named in txn.cursor(db=env.order)
-            if bytes(named) == entry_id
-        ]
-        for seq in places:
-            txn.delete(seq, db=env.order)
+        places = []
+        cursor = txn.cursor(env.values)
+        ok = cursor.set_range(ORDER_FROM)
+        while ok and cursor.key()[0] == ORDER_TAG:
+            if bytes(cursor.value()) == entry_id:
+                places.append(bytes(cursor.key()))
+            ok = cursor.next()
+        for place in places:
+            txn.delete(place, db=env.values)
         env.next_seq = (-2, 0)  # the last place may be gone: ask the database
 
     def _next_seq(self, env: Env, txn: Txn) -> int:
-        """The insertion place of a new key: after the last one in ``order``.
+        """The insertion place of a new key: after the last one.
 
         Write transactions run one at a time; the place after the one this
         process gave last is still the next one if ``txn`` follows that
@@ -449,8 +510,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
         if txn_id == last_txn or txn_id == last_txn + 1:
             seq = following
         else:
-            cursor = txn.cursor(env.order)
-            seq = int(_u64.unpack(cursor.key())[0]) + 1 if cursor.last() else 0
+            seq = _last_place(txn, env) + 1
         env.next_seq = (txn_id, seq + 1)
         return seq
 
@@ -492,13 +552,14 @@ class PersistDict(dict):  # type: ignore[type-arg]
         if found is None:
             entry_id = self._new_id(env, txn, encoded)
             seq = self._next_seq(env, txn)
-            # (append: put(key, value, dupdata, overwrite, append, db))
-            if not txn.put(_u64.pack(seq), entry_id, True, True, True, env.order):
+            # (append: put(key, value, dupdata, overwrite, append, db); the
+            # places are the main database's last keys)
+            if not txn.put(order_key(seq), entry_id, True, True, True, env.values):
                 # Not after the last place: the remembered one is stale (it
                 # cannot be, see _next_seq); ask the database.
                 env.next_seq = (-2, 0)
                 seq = self._next_seq(env, txn)
-                if not txn.put(_u64.pack(seq), entry_id, True, True, True, env.order):
+                if not txn.put(order_key(seq), entry_id, True, True, True, env.values):
                     raise PersistDictError(
                         f"the insertion order of {self._path} is damaged: "
                         f"no place after the last one ({seq - 1})"
@@ -736,7 +797,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
         if not self._expire_seconds:
             txn = env.begin_read()
             try:
-                return int(txn.stat(env.order)["entries"])
+                return _count(txn, env)
             finally:
                 env.end_read(txn)
         now = time.time()
@@ -744,9 +805,8 @@ class PersistDict(dict):  # type: ignore[type-arg]
         def count(txn: Txn) -> int:
             return sum(
                 1
-                for entry_id, row in txn.cursor(db=env.values)
-                if is_entry_id(entry_id)
-                and not self._expired(env, txn, bytes(entry_id), row, now)
+                for entry_id, row in _entry_rows(txn.cursor(env.values))
+                if not self._expired(env, txn, bytes(entry_id), row, now)
             )
 
         return env.read(count, buffers=True)
@@ -793,27 +853,32 @@ class PersistDict(dict):  # type: ignore[type-arg]
         expire = self._expire_seconds
         # str and bytes keys are their own ids: rebuilt without reading the row.
         from_id = _FROM_ID if self._key_loads is None else frozenset()
-        # Keys only, without expiration: the order database may be all it takes.
+        # Keys only, without expiration: the insertion order may be all it takes.
         direct = bool(from_id) and not expire and not values
         # Otherwise rows are read for their metadata: as buffers, not copies.
         buffers = not direct
 
         def batch(txn: Txn) -> _Batch:
-            cursor = txn.cursor(db=env.order)
+            # The places of the insertion order: the main database's last keys,
+            # from ORDER_FROM on (see _env).
+            cursor = txn.cursor(env.values)
             if position is None:
-                ok = cursor.last() if reverse else cursor.first()
+                ok = cursor.last() if reverse else cursor.set_range(ORDER_FROM)
+            elif not cursor.set_range(position):
+                ok = cursor.last() if reverse else False  # ``position`` was last
             elif reverse:
-                # The entry before ``position`` (which may be gone by now).
-                ok = cursor.prev() if cursor.set_range(position) else cursor.last()
+                ok = cursor.prev()  # the place before ``position`` (maybe gone)
             else:
-                ok = cursor.set_range(position)
-                if ok and cursor.key() == position:
-                    ok = cursor.next()
-            if not ok:
+                ok = cursor.next() if cursor.key() == position else True
+            if not ok or cursor.key()[0] != ORDER_TAG:
                 return [], None, [], [], 0, b""
-            rows = (cursor.iterprev if reverse else cursor.iternext)(keys=False)
+            rows = (cursor.iterprev if reverse else cursor.iternext)(False, True)
             ids = list(itertools.islice(rows, _BATCH))
             last = bytes(cursor.key())  # the islice stopped on the last id it took
+            if reverse and (not last or last[0] != ORDER_TAG):
+                # This batch ran past the start of the insertion order: drop
+                # what it took before it. (Forwards, it ends with the database.)
+                ids, last = _within_order(cursor, ids, bool(last))
             if buffers:
                 ids = [bytes(entry_id) for entry_id in ids]
             if direct:
@@ -1126,10 +1191,10 @@ class PersistDict(dict):  # type: ignore[type-arg]
         now = time.time()
 
         def fn(txn: Txn) -> tuple[bytes, bytes]:
-            cursor = txn.cursor(db=env.order)
+            cursor = txn.cursor(env.values)
             ok = cursor.last()
-            while ok:
-                entry_id = cursor.value()
+            while ok and cursor.key()[0] == ORDER_TAG:  # the last place first
+                entry_id = bytes(cursor.value())
                 row = txn.get(entry_id, db=env.values)
                 if row is not None and not (
                     self._expire_seconds and self._expired(env, txn, entry_id, row, now)
@@ -1181,15 +1246,16 @@ class PersistDict(dict):  # type: ignore[type-arg]
         env = self._writable()
 
         def fn(txn: Txn) -> None:
-            for db in (env.atimes, env.order):
-                txn.drop(db, delete=False)
-            # The rows share the main database with the named databases'
-            # records (see _env.DB_NAMES): deleted one by one.
-            cursor = txn.cursor(db=env.values)
+            txn.drop(env.atimes, delete=False)
+            # The rows and places share the main database with the named
+            # databases' records (see _env): deleted one by one.
+            cursor = txn.cursor(env.values)
             ok = cursor.first()
             while ok and cursor.key():  # (b"" after the last one is deleted)
+                key = cursor.key()
                 # (delete() moves on to the next key)
-                ok = cursor.delete() if is_entry_id(cursor.key()) else cursor.next()
+                gone = is_entry_id(key) or key[0] == ORDER_TAG
+                ok = cursor.delete() if gone else cursor.next()
 
         _, txn_id = env.write(fn)
         env.layer.wrote(txn_id, None)
@@ -1257,14 +1323,14 @@ class PersistDict(dict):  # type: ignore[type-arg]
         """In a write transaction with buffers: remove the expired entries (that
         ``match`` accepts) among at most ``limit`` rows from ``position`` on;
         return how many, and where to go on (None: the end)."""
-        cursor = txn.cursor(db=env.values)
+        cursor = txn.cursor(env.values)
         count = seen = 0
         ok = cursor.set_range(position) if position else cursor.first()
         while ok and seen < limit:
             entry_id = bytes(cursor.key())
-            if not is_entry_id(entry_id):  # a named database's record
-                ok = cursor.next()
-                continue
+            if not is_entry_id(entry_id):  # the rows end here (see _env)
+                ok = False
+                break
             row = cursor.value()  # a buffer: read before anything changes
             seen += 1
             if self._expired(env, txn, entry_id, row, now) and (
@@ -1295,14 +1361,11 @@ class PersistDict(dict):  # type: ignore[type-arg]
             return count, next_pos or b""
 
         def nothing_to_do(txn: Txn) -> bool:
-            # (the main database also holds the named databases' records)
-            entries = int(txn.stat(env.values)["entries"]) - len(DB_NAMES)
-            if entries > limit:
+            if _count(txn, env) > limit:
                 return False
             return not any(
-                is_entry_id(entry_id)
-                and self._expired(env, txn, bytes(entry_id), row, now)
-                for entry_id, row in txn.cursor(db=env.values)
+                self._expired(env, txn, bytes(entry_id), row, now)
+                for entry_id, row in _entry_rows(txn.cursor(env.values))
             )
 
         if env.read(nothing_to_do, buffers=True):
@@ -1331,6 +1394,8 @@ class PersistDict(dict):  # type: ignore[type-arg]
             ok = cursor.next()
         if cursor.set_range(HASHED):
             for entry_id, row in cursor:
+                if entry_id[0] != HASHED[0]:
+                    break  # past the long keys' ids
                 full = unpack_row(row).full
                 if full is not None and full.startswith(start):
                     key = full[1:].decode("utf-8", "surrogatepass")

@@ -574,3 +574,34 @@ def test_a_row_cut_short_raises_signature_error_and_the_decorator_recomputes(
     assert keys.count("small") == 1
     assert len(keys) == len(d) == 2  # with the memoized call
     d.close()
+
+
+@pytest.mark.parametrize("keep", [0, 10, 30])
+def test_a_row_cut_within_its_header_is_a_clear_error_everywhere(
+    tmp_path: Path, keep: int
+) -> None:
+    # Every path that reads a row's metadata (iteration of keys that are not
+    # their own ids, metadata(), a read) says the row is damaged, with what to
+    # do, instead of raising struct.error or IndexError; expiration, which
+    # cannot know its age, keeps it; a delete removes it.
+    path = tmp_path / "store"
+    with PersistDict(path, expiration_days=30) as d:
+        d[("t", 1)] = "tuple key"
+        d["s"] = "str key"
+
+    def cut(txn: Any, dbs: dict[str, Any]) -> None:
+        for entry_id, row in list(txn.cursor(db=dbs["values"])):
+            if _is_entry(entry_id) and entry_id[0] != 0x01:  # not the str key
+                txn.put(entry_id, row[:keep], db=dbs["values"])
+
+    _raw_edit(path, cut)
+    with PersistDict(path, expiration_days=30) as d:  # (the sweep at open too)
+        for use in (list, lambda d: d.metadata(("t", 1)), lambda d: d[("t", 1)]):
+            with pytest.raises(SignatureError, match=r"damaged|did not verify"):
+                use(d)
+        assert len(d) == 2  # not expired: its age is unknown
+        assert d.expire() == 0
+        assert d["s"] == "str key"
+        del d[("t", 1)]  # removes the damaged entry
+        assert list(d.items()) == [("s", "str key")]
+        assert len(d) == 1

@@ -38,13 +38,19 @@ from ._env import (
     order_seq,
     release_env,
 )
-from ._exceptions import PersistDictError, ReadOnlyError, StoreClosedError
+from ._exceptions import (
+    PersistDictError,
+    ReadOnlyError,
+    SignatureError,
+    StoreClosedError,
+)
 from ._log import logger
 from ._meta import (
     HEADER_SIZE,
     Buffer,
     EntryMetadata,
     MetaRecord,
+    damaged_row,
     pack_row,
     record_start,
     repack_row,
@@ -441,9 +447,14 @@ class PersistDict(dict):  # type: ignore[type-arg]
     def _expired(
         self, env: Env, txn: Txn, entry_id: bytes, row: Buffer, now: float
     ) -> bool:
-        if now - row_written(row) <= self._expire_seconds:
+        try:
+            if now - row_written(row) <= self._expire_seconds:
+                return False
+            return now - self._atime(env, txn, entry_id, row) > self._expire_seconds
+        except SignatureError:
+            # A row cut short: not expired (its age is unknown); reading it
+            # raises, and writing or deleting it replaces or removes it.
             return False
-        return now - self._atime(env, txn, entry_id, row) > self._expire_seconds
 
     def _find(self, env: Env, txn: Txn, encoded: bytes) -> tuple[bytes, Buffer] | None:
         """(id, row) of the entry for ``encoded``, expired or not."""
@@ -541,7 +552,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
                     # its place.
                     check = self._codec.check(entry_id, payload)
                     row = repack_row(found[1], now, check, payload, note)
-            except (ValueError, IndexError, struct.error):
+            except (ValueError, SignatureError):
                 # A row cut short (a damaged store): the new value replaces
                 # the whole entry.
                 logger.warning(
@@ -692,7 +703,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
         # 0) of a size that is unpickled from bytes, whose checksum verifies.
         try:
             start = record_start(record) if record[0] else HEADER_SIZE
-        except (IndexError, struct.error):  # a row cut short: a damaged store
+        except (IndexError, SignatureError):  # a row cut short: a damaged store
             start = len(record)  # no record in it: _open_row raises
         if self._checksums and start < len(record) <= _VIEW_FROM and not record[start]:
             payload: Buffer = record[start + 9 :]
@@ -720,9 +731,8 @@ class PersistDict(dict):  # type: ignore[type-arg]
         (SignatureError, logged, for one that does not verify or is damaged)."""
         try:
             start = record_start(row)
-        except (IndexError, struct.error):  # a row cut short: a damaged store
-            start = len(row)  # no record in it: Codec.open raises
-        try:
+            if start >= len(row):  # a row cut short: no record in it
+                raise damaged_row()
             return self._codec.open(entry_id, bytes(row), start)
         except PersistDictError:
             logger.error("record for key %r in %s did not verify", key, self._path)
@@ -1159,7 +1169,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
             kept = bytes(row) if want_value else None
             try:
                 seq = row_seq(row)
-            except struct.error:  # a row cut short (a damaged store)
+            except SignatureError:  # a row cut short (a damaged store)
                 self._remove_damaged(env, txn, entry_id)
             else:
                 self._remove(env, txn, entry_id, seq)

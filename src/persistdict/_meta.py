@@ -26,6 +26,8 @@ from __future__ import annotations
 import struct
 from collections import namedtuple
 
+from ._exceptions import SignatureError
+
 TYPE_CHECKING = False  # typing is not imported at run time (start-up cost)
 if TYPE_CHECKING:
     import datetime as _dt
@@ -167,19 +169,35 @@ def repack_row(
     )
 
 
+def damaged_row() -> SignatureError:
+    return SignatureError(
+        "a stored row is damaged (shorter than its metadata says): the store's "
+        "file was changed outside persistdict; delete the entry (del d[key]) or "
+        "the store"
+    )
+
+
 def record_start(row: Buffer) -> int:
-    """Where the value's record starts in ``row``."""
-    if not row[0]:
-        return HEADER_SIZE
-    full_len, note_len, original_len = _LENGTHS.unpack_from(row, _LENGTHS_OFFSET)
+    """Where the value's record starts in ``row`` (SignatureError for a row cut
+    short within its header)."""
+    try:
+        if not row[0]:
+            return HEADER_SIZE
+        full_len, note_len, original_len = _LENGTHS.unpack_from(row, _LENGTHS_OFFSET)
+    except (IndexError, struct.error):
+        raise damaged_row() from None
     return int(HEADER_SIZE + full_len + note_len + original_len)
 
 
 def unpack_row(row: Buffer) -> MetaRecord:
-    """The metadata of ``row`` (a ``bytes`` or a buffer of a read transaction)."""
-    flags, seq, ctime, written, full_len, note_len, original_len = _HEADER.unpack_from(
-        row
-    )
+    """The metadata of ``row`` (a ``bytes`` or a buffer of a read transaction;
+    SignatureError for a row shorter than its metadata says)."""
+    try:
+        flags, seq, ctime, written, full_len, note_len, original_len = (
+            _HEADER.unpack_from(row)
+        )
+    except struct.error:
+        raise damaged_row() from None
     start = HEADER_SIZE
     full = bytes(row[start : start + full_len]) if flags & _F_HASHED else None
     start += full_len
@@ -190,16 +208,24 @@ def unpack_row(row: Buffer) -> MetaRecord:
     original = bytes(row[start : start + original_len]) if flags & _F_ORIGINAL else None
     start += original_len
     size = len(row) - start
+    if size < 0:
+        raise damaged_row()
     return MetaRecord(seq, ctime, written, size, full, original, note, start)
 
 
 def row_seq(row: Buffer) -> int:
-    return int(_SEQ.unpack_from(row, _SEQ_OFFSET)[0])
+    try:
+        return int(_SEQ.unpack_from(row, _SEQ_OFFSET)[0])
+    except struct.error:
+        raise damaged_row() from None
 
 
 def row_written(row: Buffer) -> float:
     """When the row's value was written, without unpacking the rest."""
-    return float(_TIME.unpack_from(row, _WRITTEN_OFFSET)[0])
+    try:
+        return float(_TIME.unpack_from(row, _WRITTEN_OFFSET)[0])
+    except struct.error:
+        raise damaged_row() from None
 
 
 def pack_atime(atime: float) -> bytes:

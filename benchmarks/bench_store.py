@@ -513,24 +513,27 @@ def targets(report: Report, sizes: Sizes) -> None:
         "set": "floor: 2 rows (the entry, its insertion-order entry): floor_schema.py",
         "overwrite": "floor: 1 row (the entry): floor_schema.py",
     }
+    settings = (  # (table suffix, label, system, baseline, note)
+        ("", "durable", "persistdict", "lmdb-raw", ""),
+        (
+            " nosync",
+            "durable=False",
+            "persistdict-nodur",
+            "lmdb-raw-nosync",
+            "the same target at the other sync setting; ",
+        ),
+    )
     for kind in ("small (118 B)", "100 KB"):
         for op in ("set", "overwrite"):
-            s = sec.get(f"{op} {kind}")
-            if s is not None:
-                report.target(
-                    f"durable {op} {kind} vs lmdb-raw",
-                    s.ratio("persistdict"),
-                    1.1,
-                    detail=floors[op],
-                )
-            s = sec.get(f"{op} {kind} nosync")
-            if s is not None:
-                report.target(
-                    f"durable=False {op} {kind} vs lmdb-raw-nosync",
-                    s.ratio("persistdict-nodur"),
-                    1.1,
-                    detail="the same target at the other sync setting; " + floors[op],
-                )
+            for suffix, label, system, baseline, note in settings:
+                s = sec.get(f"{op} {kind}{suffix}")
+                if s is not None:
+                    report.target(
+                        f"{label} {op} {kind} vs {baseline}",
+                        s.ratio(system),
+                        1.1,
+                        detail=note + floors[op],
+                    )
     for key in ("get cold small", "get cold 100 KB"):
         s = sec.get(key)
         if s is not None:

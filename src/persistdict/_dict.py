@@ -101,7 +101,6 @@ _RAISE: Any = object()  # _lookup's default: raise KeyError
 _DAY = 86400.0
 _BATCH = 512  # entries read per transaction when iterating
 _SWEEP_LIMIT = 1000  # entries examined by the sweep at open
-_u64 = struct.Struct(">Q")
 _read_u64 = struct.Struct("=Q").unpack_from
 _T_CUSTOM = b"\x10"
 # First bytes of ids that are exactly their key's encoding (str, bytes): the key
@@ -552,7 +551,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
                     # its place.
                     check = self._codec.check(entry_id, payload)
                     row = repack_row(found[1], now, check, payload, note)
-            except (ValueError, SignatureError):
+            except SignatureError:
                 # A row cut short (a damaged store): the new value replaces
                 # the whole entry.
                 logger.warning(

@@ -146,18 +146,15 @@ def repack_row(
 ) -> bytes:
     """``row`` with a new value: the same metadata (insertion place, creation
     time, key; the note too unless ``note`` is given), a new write time.
-    A row cut short raises ValueError (IndexError or struct.error when even
-    its header is cut)."""
+    A row cut short raises SignatureError (see damaged_row)."""
     if note is not None:
         old = unpack_row(row)
-        if old.size < 0:
-            raise ValueError("a row cut short: its metadata says more than it holds")
         return pack_row(
             old.seq, old.ctime, written, check, payload, old.full, old.original, note
         )
     start = record_start(row)
     if len(row) < start:
-        raise ValueError("a row cut short: its metadata says more than it holds")
+        raise damaged_row()
     return b"".join(
         (
             row[:_WRITTEN_OFFSET],

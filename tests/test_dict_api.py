@@ -8,6 +8,7 @@ import json
 import logging
 import pickle
 import threading
+import weakref
 import zlib
 from pathlib import Path
 from typing import Any
@@ -322,6 +323,28 @@ def test_pickle_and_copy_reopen_the_same_path(store: PersistDict) -> None:
     finally:
         for other in (clone, shallow, deep):
             other.close()
+
+
+def test_subclasses_keep_attributes_and_handles_take_weak_references(
+    store_path: Path,
+) -> None:
+    # PersistDict keeps its own state in slots (a faster read): a subclass still
+    # has an instance dict of its own, and a handle can be weakly referenced,
+    # as with any dict subclass.
+    class Tagged(PersistDict):
+        pass
+
+    d = Tagged(store_path)
+    d.tag = "mine"
+    d["a"] = 1
+    ref = weakref.ref(d)
+    assert ref() is d
+    assert (d.tag, vars(d), d["a"]) == ("mine", {"tag": "mine"}, 1)
+    d.close()
+    del d
+    assert ref() is None
+    with PersistDict(store_path) as plain, pytest.raises(AttributeError):
+        plain.tag = "x"  # type: ignore[attr-defined]
 
 
 def test_handles_share_contents_and_layer(store_path: Path) -> None:

@@ -151,6 +151,8 @@ class CommitCounter:
     commit happened since the layer was last known current, the layer is current.
     """
 
+    __slots__ = ("_candidates", "_fd", "_known", "_seen", "_usable", "mapped", "offset")
+
     _CANDIDATES = (48, 56, 40, 32, 64)
     # The offset and lock-file format of common builds: the offset is trusted
     # from the first matching transaction when the format is one of these.
@@ -387,6 +389,38 @@ def _check_ownership(path: str | os.PathLike[str], allow_unsafe: bool) -> None:
 class Env:
     """A store's LMDB environment in this process, shared by its handles."""
 
+    # Slots: read on every operation. On CPython 3.11 a slot reads in ~5 ns, an
+    # attribute of an instance __dict__ once materialized (as cached_property or
+    # any use of __dict__ does) in ~18 ns.
+    __slots__ = (
+        "_flush_lock",
+        "_flusher",
+        "_generation",
+        "_initial_map_size",
+        "_lock",
+        "_pause_lock",
+        "_paused",
+        "_pending",
+        "_pending_lock",
+        "_settings",
+        "_settings_db",
+        "_tokens",
+        "allow_unsafe",
+        "atimes",
+        "closed",
+        "counter",
+        "durable",
+        "env",
+        "internal",
+        "layer",
+        "name_records",
+        "next_seq",
+        "path",
+        "readonly",
+        "refcount",
+        "values",
+    )
+
     def __init__(
         self,
         path: str,
@@ -404,6 +438,7 @@ class Env:
         self.refcount = 0
         self.closed = False
         self.layer = MemoryLayer()
+        self._settings: Any = None  # see settings
         self._reset_process_state()
         self._open()
 
@@ -566,7 +601,7 @@ class Env:
             ) from exc
         self.values = main
         self.atimes, self.internal, self._settings_db = dbs
-        self.__dict__.pop("settings", None)  # bound to a previous environment
+        self._settings = None  # bound to a previous environment
         with env.begin() as txn:
             raw_format = txn.get(FORMAT_KEY, db=self.internal)
         if raw_format is None and not self.readonly:
@@ -851,10 +886,13 @@ class Env:
 
     # -- settings ------------------------------------------------------------------
 
-    @functools.cached_property
+    @property
     def settings(self) -> Any:
         """The store's settings (YAML values), through lmdb-dict."""
-        return _settings_class()(self.env, self._settings_db)
+        settings = self._settings
+        if settings is None:
+            settings = self._settings = _settings_class()(self.env, self._settings_db)
+        return settings
 
     def settings_snapshot(self) -> dict[str, Any]:
         self._enter()

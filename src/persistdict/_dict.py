@@ -719,18 +719,21 @@ class PersistDict(dict):  # type: ignore[type-arg]
                 pending[encoded] = time.time()
             else:
                 env.touch(encoded, time.time())
-        # Codec.open(), its common case written out: a checksummed record (flag
-        # 0) of a size that is unpickled from bytes, whose checksum verifies.
+        # Codec.open(), its common case written out: a row of flags 0 (its record
+        # at HEADER_SIZE, 35), a checksummed record (flag 0, then 8 bytes of
+        # checksum) of a size that is unpickled from bytes, whose checksum
+        # verifies. The offsets are literals: no arithmetic on this path. Any
+        # other row: _payload.
         try:
-            start = record_start(record) if record[0] else HEADER_SIZE
-        except (IndexError, SignatureError):  # a row cut short: a damaged store
-            start = len(record)  # no record in it: _open_row raises
-        if self._checksums and start < len(record) <= _VIEW_FROM and not record[start]:
-            payload: Buffer = record[start + 9 :]
-            if record[start + 1 : start + 9] != _xxh64(payload, len(encoded)):
+            plain = not record[0] and not record[35]
+        except IndexError:  # a row cut short: a damaged store
+            plain = False  # _payload raises
+        if plain and self._checksums and len(record) <= _VIEW_FROM:
+            payload: Buffer = record[44:]
+            if record[36:44] != _xxh64(payload, len(encoded)):
                 payload = self._open_row(key, encoded, record)  # raises
         else:
-            payload = self._open_row(key, encoded, record)
+            payload = self._payload(key, encoded, record)
         value = self._loads(payload)
         if use_layer:
             # layer.admit(encoded), its common case (a first read) written out.
@@ -745,6 +748,19 @@ class PersistDict(dict):  # type: ignore[type-arg]
         return value
 
     _lookup = __getitem__
+
+    def _payload(self, key: Any, entry_id: bytes, row: Buffer) -> Buffer:
+        """The payload of a row's record, its checksum verified (as
+        ``_open_row``; a checksummed record of a row with flags is checked here)."""
+        try:
+            start = record_start(row) if row[0] else HEADER_SIZE
+        except (IndexError, SignatureError):  # a row cut short: a damaged store
+            start = len(row)  # no record in it: _open_row raises
+        if self._checksums and start < len(row) <= _VIEW_FROM and not row[start]:
+            payload = row[start + 9 :]
+            if row[start + 1 : start + 9] == _xxh64(payload, len(entry_id)):
+                return payload
+        return self._open_row(key, entry_id, row)
 
     def _open_row(self, key: Any, entry_id: bytes, row: Buffer) -> Buffer:
         """The payload of a row's record, its checksum or signature verified

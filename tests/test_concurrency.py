@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 
+import persistdict._env
 from persistdict import PersistDict
+from persistdict._env import Env
 
 WRITER = """
 import sys, threading
@@ -241,6 +243,44 @@ def test_atime_of_a_read_is_seen_by_another_process(
     assert d.metadata("k").atime > written
     _out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
+    d.close()
+
+
+ATIMES_OF = """
+import sys
+from persistdict import PersistDict
+with PersistDict(sys.argv[1], readonly=True) as d:
+    print(min(d.metadata(k).atime.timestamp() for k in d))
+"""
+
+
+def test_a_busy_reader_writes_its_access_times_itself(
+    store_path: Path, run_py: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # py-lmdb releases the GIL around each get and put: a background thread that
+    # wrote a large batch while this thread reads would take the GIL from it at
+    # every put. So a large batch is handed to the next read, and written by the
+    # reading thread. (A long grace: no other thread may take it in time.)
+    monkeypatch.setattr(persistdict._env, "IDLE_FLUSH_GRACE", 60.0)
+    writers: list[int] = []
+    flush = Env._flush_pending
+
+    def recorded(env: Env) -> None:
+        writers.append(threading.get_ident())
+        flush(env)
+
+    monkeypatch.setattr(Env, "_flush_pending", recorded)
+    keys = [f"k{i}" for i in range(2 * persistdict._env.INLINE_FLUSH_MIN)]
+    d = PersistDict(store_path, cache_size=0)
+    d.update(dict.fromkeys(keys, 0))
+    started = time.time()
+    deadline = time.monotonic() + 30
+    while not writers and time.monotonic() < deadline:
+        for k in keys:
+            d[k]
+    assert writers == [threading.get_ident()]
+    # Another process sees every key's read.
+    assert float(run_py(ATIMES_OF, str(store_path)).stdout) >= started
     d.close()
 
 

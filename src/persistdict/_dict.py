@@ -719,6 +719,8 @@ class PersistDict(dict):  # type: ignore[type-arg]
                 pending[encoded] = time.time()
             else:
                 env.touch(encoded, time.time())
+        if env._flush_wanted:  # access times to write (see Env.flush_due)
+            env.flush_due()
         # Codec.open(), its common case written out: a row of flags 0 (its record
         # at HEADER_SIZE, 35), a checksummed record (flag 0, then 8 bytes of
         # checksum) of a size that is unpickled from bytes, whose checksum

@@ -482,17 +482,42 @@ def test_a_readonly_handle_beside_a_writable_one_stays_readonly(
 def test_memory_layer_admits_on_second_read(store_path: Path) -> None:
     d = PersistDict(store_path, cache_size=8)
     d.update({i: [i] for i in range(100)})
-    layer = d._live().layer
+    env = d._live()
+    layer = env.layer
     held = lambda: sum(len(c) for c in layer._caches.values())  # noqa: E731
     for i in range(100):  # a scan reads each key once: nothing is cached
+        assert d[i] == [i]
+    assert held() == 0
+    # Nor while the batch of reads since the last access-time flush holds more
+    # than 2 * cache_size keys: the working set is larger than the layer.
+    for _ in range(2):
+        assert d[7] == [7]
+    assert held() == 0
+    env.flush_atimes()  # a new batch (about a second later, in a real program)
+    assert d[7] == [7]
+    assert held() == 0  # a first read
+    assert d[7] == [7]
+    assert held() == 1  # the second
+    got = d[7]
+    got.append("mutated")  # hits never share mutable values
+    assert d[7] == [7]
+    d.close()
+
+
+def test_memory_layer_of_a_readonly_handle_admits_on_second_read(
+    store_path: Path,
+) -> None:
+    with PersistDict(store_path) as writer:
+        writer.update({i: [i] for i in range(100)})
+    d = PersistDict(store_path, cache_size=8, readonly=True)
+    layer = d._live().layer
+    held = lambda: sum(len(c) for c in layer._caches.values())  # noqa: E731
+    for i in range(100):
         assert d[i] == [i]
     assert held() == 0
     for _ in range(2):
         assert d[7] == [7]
     assert held() == 1
-    got = d[7]
-    got.append("mutated")  # hits never share mutable values
-    assert d[7] == [7]
     d.close()
 
 

@@ -714,7 +714,8 @@ class PersistDict(dict):  # type: ignore[type-arg]
                 raise KeyError(key)
             return default
         pending = env._pending
-        if encoded not in pending and not self._readonly:
+        again = encoded in pending  # read before, since the last access-time flush
+        if not again and not self._readonly:
             if env._flusher:  # env.touch(), its common case written out
                 pending[encoded] = time.time()
             else:
@@ -737,16 +738,19 @@ class PersistDict(dict):  # type: ignore[type-arg]
         else:
             payload = self._payload(key, encoded, record)
         value = self._loads(payload)
-        if use_layer:
-            # layer.admit(encoded), its common case (a first read) written out.
-            seen = layer._seen
-            if encoded not in seen and len(seen) < layer.seen_limit:
-                seen.add(encoded)
-            elif layer.admit(encoded):
-                # The access time just recorded for this read (see above).
-                stamp = 0.0 if self._readonly else pending.get(encoded, 0.0)
-                entry = self._layer_entry(value, payload, stamp)
-                layer.put(self._codec_key, txn_id, encoded, entry)
+        if use_layer and (
+            # Admission (see _memory): a key read again since the last flush of
+            # access times (the pending dict holds the batch's first reads),
+            # while the batch holds few keys; for a handle that records no
+            # access time, the layer's own record of recent reads.
+            (again and len(pending) <= layer.seen_limit)
+            if not self._readonly
+            else layer.admit(encoded)
+        ):
+            # The access time recorded for the key's first read of the batch.
+            stamp = 0.0 if self._readonly else pending.get(encoded, 0.0)
+            entry = self._layer_entry(value, payload, stamp)
+            layer.put(self._codec_key, txn_id, encoded, entry)
         return value
 
     _lookup = __getitem__

@@ -53,11 +53,17 @@ class MemoryLayer:
     def __init__(self) -> None:
         self._lock = _thread.allocate_lock()
         self.maxsize = 0
-        self.seen_limit = 0  # ids _seen holds at most: min(2 * maxsize, _MAX_SEEN)
-        self._caches: dict[object, SecondChanceLRU] = {}
-        self.known_txn = -1
         # Admission: an id enters the layer on its second read within a while,
         # so a scan over many keys read once costs no insertion and eviction.
+        # "A while": since the last flush of access times (about a second), as
+        # long as at most seen_limit distinct ids were read in it (a larger
+        # batch is a scan, or a working set larger than the layer: admitting
+        # would only evict). The batch of access times is that record, for
+        # free (see PersistDict.__getitem__); a handle that records no access
+        # time uses admit(), whose _seen set holds up to seen_limit recent ids.
+        self.seen_limit = 0  # min(2 * maxsize, _MAX_SEEN)
+        self._caches: dict[object, SecondChanceLRU] = {}
+        self.known_txn = -1
         self._seen: set[bytes] = set()
 
     def reset(self) -> None:
@@ -126,8 +132,9 @@ class MemoryLayer:
             self.known_txn = txn_id
 
     def admit(self, entry_id: bytes) -> bool:
-        """Whether a value just read from the store should be ``put``: from its
-        second read within a while on (see ``_seen``)."""
+        """Whether a value just read from the store by a handle that records no
+        access times should be ``put``: from its second read within the last
+        ``seen_limit`` ids read on (see ``__init__``)."""
         if self.maxsize == 0:
             return False
         seen = self._seen

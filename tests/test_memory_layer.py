@@ -98,6 +98,8 @@ def test_a_larger_request_moves_entries_and_empties_the_old_cache(
     assert b"\x01k" in new.entries
     assert not old.entries
     assert not old.referenced
+    # Both handles read the new cache from now on (their box, see layer.box).
+    assert small._layer_box[0] is large._layer_box[0] is new
     large["k"] = ["v2"]
     assert small["k"] == ["v2"]
     assert large["k"] == ["v2"]

@@ -247,6 +247,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
         "_expire_seconds",
         "_key_dumps",
         "_key_loads",
+        "_layer_box",
         "_loads",
         "_options",
         "_path",
@@ -354,6 +355,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
         )
         self._env = env
         env.layer.request(cache_size)
+        self._layer_box = env.layer.box(self._codec_key)
         if self._expire_seconds and not readonly:
             if env.settings_snapshot().get("expiration_days") != expiration_days:
                 # Recorded for the command line (``persistdict expire``, ``info``).
@@ -647,7 +649,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
             # larger than the layer, goes straight to the store; and a miss
             # seen here is a miss at the transaction's commit too: a miss is
             # never wrong, only slower).
-            cache = layer._caches.get(self._codec_key)
+            cache = self._layer_box[0]  # layer._caches.get(self._codec_key)
             held = False
             if cache is not None and encoded in cache.entries:
                 held = True

@@ -48,7 +48,15 @@ def _new_lru(maxsize: int) -> SecondChanceLRU:
 
 
 class MemoryLayer:
-    __slots__ = ("_caches", "_lock", "_seen", "known_txn", "maxsize", "seen_limit")
+    __slots__ = (
+        "_boxes",
+        "_caches",
+        "_lock",
+        "_seen",
+        "known_txn",
+        "maxsize",
+        "seen_limit",
+    )
 
     def __init__(self) -> None:
         self._lock = _thread.allocate_lock()
@@ -63,6 +71,8 @@ class MemoryLayer:
         # time uses admit(), whose _seen set holds up to seen_limit recent ids.
         self.seen_limit = 0  # min(2 * maxsize, _MAX_SEEN)
         self._caches: dict[object, SecondChanceLRU] = {}
+        # The same caches, each in a one-item list that handles keep (see box).
+        self._boxes: dict[object, list[SecondChanceLRU | None]] = {}
         self.known_txn = -1
         self._seen: set[bytes] = set()
 
@@ -86,6 +96,7 @@ class MemoryLayer:
                 for key, value in cache.items():
                     grown[key] = value
                 self._caches[codec_key] = grown
+                self._boxes[codec_key][0] = grown
                 # Emptied: a reader that took the old cache before this sees
                 # misses in it, never an entry that later writes do not update.
                 cache.clear()
@@ -94,7 +105,18 @@ class MemoryLayer:
         cache = self._caches.get(codec_key)
         if cache is None:
             cache = self._caches[codec_key] = _new_lru(max(self.maxsize, 1))
+            self._boxes.setdefault(codec_key, [None])[0] = cache
         return cache
+
+    def box(self, codec_key: object) -> list[SecondChanceLRU | None]:
+        """A one-item list that always holds the cache of ``codec_key`` (None
+        before its first entry): a handle reads its cache from it in one step,
+        not through ``_caches``."""
+        with self._lock:
+            box = self._boxes.get(codec_key)
+            if box is None:
+                box = self._boxes[codec_key] = [self._caches.get(codec_key)]
+            return box
 
     def get(self, codec_key: object, txn_id: int, entry_id: bytes) -> LayerEntry | None:
         """The entry if the layer is known current at ``txn_id``."""

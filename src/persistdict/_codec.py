@@ -206,7 +206,10 @@ def default_dumps(value: Any) -> bytes:
         return _cloudpickle_dumps(value)
     if type(value) in _NO_GLOBALS:
         return data  # refers to no class: no need to search (37 us for 100 KB)
-    if b"__main__" in data:  # a reference into __main__ (rarely: that text)
+    # A reference into __main__ (rarely: that text). find, not ``in``: ``in``
+    # first tries its operand as an int, and raises and clears a TypeError
+    # with a formatted message (~70 ns) before it searches.
+    if data.find(b"__main__") >= 0:
         return _cloudpickle_dumps(value)
     return data
 

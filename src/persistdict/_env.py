@@ -125,6 +125,7 @@ ATIME_TXN_KEY = b"atime-transaction"
 # Key in the internal database: the store's format version (u64).
 FORMAT_KEY = b"format"
 _u64 = struct.Struct(">Q")
+_u64_native = struct.Struct("=Q").unpack_from  # the lock file's txnid (CommitCounter)
 # Reads' access times are written in batches, about one a second, by a
 # background thread; a batch of at least INLINE_FLUSH_MIN ids is handed to the
 # next read of the store for IDLE_FLUSH_GRACE seconds first (see Env.flush_due).
@@ -816,8 +817,11 @@ class Env:
         finally:
             self.end_read(txn)
 
-    def write(self, fn: Callable[[Txn], T], buffers: bool = False) -> tuple[T, int]:
-        """Run ``fn`` in a write transaction, commit, return (result, txn id).
+    def write(
+        self, fn: Callable[..., T], buffers: bool = False, *args: Any
+    ) -> tuple[T, int]:
+        """Run ``fn(txn, *args)`` in a write transaction, commit, return (result,
+        txn id).
 
         With ``buffers``, gets return buffers valid until the next change in the
         transaction (copy what must outlive one; ``fn`` returns no buffer).
@@ -849,11 +853,15 @@ class Env:
                 except lmdb.Error:  # the map grown by another process, ...
                     txn = self._begin(True, buffers)
                 try:
-                    result = fn(txn)
+                    result = fn(txn, *args)
                     txn_id: int = txn.id()
                     txn.commit()
-                    last = self.counter.current()
-                    if last is None:  # the counter is still learning, or off
+                    # counter.current(), written out
+                    counter = self.counter
+                    offset, mapped = counter.offset, counter.mapped
+                    if offset is not None and mapped is not None:
+                        last = _u64_native(mapped, offset)[0]
+                    else:  # the counter is still learning, or off
                         last = self.env.info()["last_txnid"]
                     if last < txn_id:  # nothing was written
                         return result, txn_id - 1

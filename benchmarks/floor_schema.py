@@ -78,6 +78,74 @@ def layout(path: Path, dbs: list[bytes | None], *, sync: bool) -> Callable[[str]
     return set_
 
 
+def required_setter(path: Path, *, sync: bool) -> Callable[[str], None]:
+    """A setter that does, by hand, every step PersistDict's design requires of
+    ``d[key] = value`` and nothing else: the pickle and its search for
+    ``__main__`` (such a value is written with cloudpickle), the time (the entry's
+    creation and write times), the gate token (no resize or fork while a
+    transaction is open), a look for the row it replaces (a dict keeps a key's
+    first object and its place), the transaction's id (the next insertion place
+    follows the last transaction's; the memory layer learns the commit), the
+    checksum, the row's header, the row and, for a new key, its place (appended),
+    the commit, and the id of the last commit read from the lock file (whether the
+    commit directly followed the one the memory layer knew). What PersistDict
+    does on top: the checks of a handle's options (closed, read-only, key
+    serializer, long keys, expiration, secret, memory layer), the calls."""
+    import mmap
+
+    import lmdb
+    import xxhash
+
+    env = lmdb.open(
+        str(path), map_size=1 << 34, sync=sync, max_dbs=8, max_readers=1024, mode=0o700
+    )
+    header = struct.Struct("<BQddIHI").pack
+    pack_time = struct.Struct("<d").pack
+    xxh = xxhash.xxh3_64_digest
+    with env.begin(write=True) as txn:
+        txn.put(b"\x00", b"")  # a first commit: the lock file holds an id
+    with open(path / "lock.mdb", "rb") as lock:
+        mapped = mmap.mmap(lock.fileno(), 0, access=mmap.ACCESS_READ)
+    read_u64 = struct.Struct("=Q").unpack_from
+    tokens: list[None] = []
+    seq = [0]
+
+    def set_(key: str) -> None:
+        encoded = b"\x01" + key.encode()
+        payload = pickle.dumps(SMALL, protocol=5)
+        if payload.find(b"__main__") >= 0:
+            raise ValueError("__main__")
+        now = time.time()
+        tokens.append(None)
+        txn = env.begin(None, None, True, True)
+        try:
+            row = txn.get(encoded)
+            txn_id = txn.id()
+            check = b"\x00" + xxh(payload, len(encoded))
+            if row is None:
+                seq[0] += 1
+                place = b"\xff" + _u64.pack(seq[0])
+                txn.put(place, encoded, True, True, True)
+                new_row = b"".join(
+                    (header(0, seq[0], now, now, 0, 0, 0), check, payload)
+                )
+            else:
+                new_row = b"".join(
+                    (row[:17], pack_time(now), row[25:35], check, payload)
+                )
+            txn.put(encoded, new_row, True, True, False)
+            txn.commit()
+        except BaseException:
+            txn.abort()
+            raise
+        finally:
+            tokens.pop()
+        if read_u64(mapped, 48)[0] < txn_id:  # (x86_64's offset of the txnid)
+            raise ValueError("not committed")
+
+    return set_
+
+
 def persistdict_setter(
     path: Path, *, sync: bool
 ) -> tuple[Callable[[str], None], Callable[[list[str]], None]]:
@@ -130,6 +198,16 @@ def run(report: Report, quick: bool, tmp: Path) -> None:
             stepper(name, layout(tmp / f"l{i}-{tag}", dbs, sync=sync), None)
             for i, (name, dbs) in enumerate(layouts)
         ]
+        required = required_setter(tmp / f"req-{tag}", sync=sync)
+        steppers.append(stepper("every required step, new keys", required, None))
+        required = required_setter(tmp / f"req-over-{tag}", sync=sync)
+        steppers.append(
+            stepper(
+                "every required step, overwrites",
+                required,
+                lambda keys, set_=required: [set_(k) for k in keys],  # type: ignore[misc]
+            )
+        )
         skipped = {}
         try:
             set_, fill = persistdict_setter(tmp / f"pd-{tag}", sync=sync)

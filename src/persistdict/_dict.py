@@ -13,6 +13,7 @@ from collections.abc import ItemsView, KeysView, Mapping, ValuesView
 import lmdb
 
 from ._codec import (
+    _NO_GLOBALS,
     _VIEW_FROM,
     HASHED,
     MAX_ID,
@@ -48,6 +49,7 @@ from ._exceptions import (
 from ._log import logger
 from ._meta import (
     _HEADER,
+    _TIME,
     HEADER_SIZE,
     Buffer,
     EntryMetadata,
@@ -103,8 +105,10 @@ _RAISE: Any = object()  # _lookup's default: raise KeyError
 _DAY = 86400.0
 _BATCH = 512  # entries read per transaction when iterating
 _SWEEP_LIMIT = 1000  # entries examined by the sweep at open
+_pickle_dumps = pickle.dumps
 _pack_place = _ORDER_KEY.pack  # order_key(seq) is _pack_place(ORDER_TAG, seq)
 _pack_header = _HEADER.pack  # a row's metadata (see _meta)
+_pack_time = _TIME.pack
 _read_u64 = struct.Struct("=Q").unpack_from
 _T_CUSTOM = b"\x10"
 # First bytes of ids that are exactly their key's encoding (str, bytes): the key
@@ -640,9 +644,12 @@ class PersistDict(dict):  # type: ignore[type-arg]
             else:
                 original = self._original(key, encoded)
                 new_row = pack_row(seq, now, now, check, payload, None, original)
-        else:
+        elif len(row) >= HEADER_SIZE and not row[0]:
             # An overwrite: as in a dict, the first key object stored is kept,
-            # and its place; the same metadata with a new write time.
+            # and its place; the same metadata with a new write time (bytes 17
+            # to 25). repack_row(), its case of a row of flags 0, written out.
+            new_row = b"".join((row[:17], _pack_time(now), row[25:35], check, payload))
+        else:
             try:
                 new_row = repack_row(row, now, check, payload, None)
             except SignatureError:  # a row cut short: _put replaces the entry
@@ -1202,7 +1209,18 @@ class PersistDict(dict):  # type: ignore[type-arg]
             encoded = b"\x01" + key.encode("utf-8", "surrogatepass")
         else:
             encoded = self._encode(key)
-        payload = self._dumps(key, value)
+        if self._default_values:
+            # default_dumps(), its common case written out: a pickle that refers
+            # to nothing in __main__. Anything else, and any error: _dumps.
+            try:
+                payload = _pickle_dumps(value, 5)
+            except Exception:  # noqa: BLE001 - _dumps raises it, with the key
+                payload = self._dumps(key, value)
+            else:
+                if type(value) not in _NO_GLOBALS and payload.find(b"__main__") >= 0:
+                    payload = self._dumps(key, value)
+        else:
+            payload = self._dumps(key, value)
         now = time.time()
         # (by position: fn, buffers (see _write), fn's arguments after txn)
         entry_id, txn_id = env.write(

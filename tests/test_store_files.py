@@ -352,3 +352,38 @@ def test_a_taken_insertion_place_is_never_reused(store_path: Path) -> None:
         del d["e"]
         assert list(d) == ["a", "b", "c", "d"]
         assert len(d) == 4
+
+
+FILE_SIZE_LIMIT = """
+import os, resource, signal, sys
+from persistdict import PersistDict, StoreWriteError
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails
+path = sys.argv[1]
+d = PersistDict(path)
+d["small"] = 1
+size = os.path.getsize(os.path.join(path, "data.mdb"))
+resource.setrlimit(resource.RLIMIT_FSIZE, (size + 65536, resource.RLIM_INFINITY))
+for write in (
+    lambda: d.__setitem__("big", os.urandom(1 << 20)),
+    lambda: d.update({"big": os.urandom(1 << 20), "other": 2}),
+):
+    try:
+        write()
+    except StoreWriteError as exc:
+        print("StoreWriteError:", exc)
+print(sorted(d), d["small"])
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE is POSIX")
+def test_a_write_the_file_system_refuses_says_so_and_stores_nothing(
+    store_path: Path, run_py: Any
+) -> None:
+    out = run_py(FILE_SIZE_LIMIT, str(store_path)).stdout.splitlines()
+    assert len(out) == 3, out
+    for line in out[:2]:
+        assert line.startswith("StoreWriteError: could not write to the store")
+        assert "nothing of this write was stored" in line
+    assert out[2] == "['small'] 1"
+    with PersistDict(store_path) as d:
+        assert dict(d) == {"small": 1}

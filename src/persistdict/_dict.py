@@ -1222,10 +1222,40 @@ class PersistDict(dict):  # type: ignore[type-arg]
         else:
             payload = self._dumps(key, value)
         now = time.time()
-        # (by position: fn, buffers (see _write), fn's arguments after txn)
-        entry_id, txn_id = env.write(
-            self._put_one, True, env, encoded, key, payload, now
-        )
+        # env.write(self._put_one, ...), its common case written out; any other
+        # (the gate closed, an error from LMDB, a full map) goes through it,
+        # which begins again, grows a full map and says what failed.
+        tokens = env._tokens
+        tokens.append(None)
+        txn: Txn | None = None
+        if not env._paused:
+            try:
+                # begin(db, parent, write, buffers): by position (see _env);
+                # buffers: see _write
+                txn = env.env.begin(None, None, True, True)  # type: ignore[assignment]
+            except lmdb.Error:
+                pass
+        if txn is not None:
+            try:
+                entry_id = self._put_one(txn, env, encoded, key, payload, now)
+                txn_id = txn.id()
+                txn.commit()
+            except lmdb.Error:
+                env.next_seq = (-2, 0)  # (as Env.write: nothing of it was stored)
+                txn.abort()
+                txn = None
+            except BaseException:
+                env.next_seq = (-2, 0)
+                txn.abort()
+                tokens.pop()
+                raise
+        tokens.pop()
+        if txn is None:
+            entry_id, txn_id = env.write(
+                self._put_one, True, env, encoded, key, payload, now
+            )
+        elif env.counter.offset is None:  # (as Env.write)
+            env.counter.observe(txn_id)
         layer = env.layer
         if layer._caches:  # (see _write)
             layer.wrote(

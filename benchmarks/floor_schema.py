@@ -20,6 +20,7 @@ files (the floor of ``get`` and of iteration).
 from __future__ import annotations
 
 import argparse
+import os
 import pickle
 import struct
 import time
@@ -39,11 +40,15 @@ from harness import (
 )
 
 SMALL = {"id": 1, "name": "x" * 60, "ok": True, "tags": ["a", "b"]}
+BIG = os.urandom(100_000)  # as bench_store's 100 KB value
+_NO_GLOBALS = (bytes, str, int, float, bool, type(None))  # pickles without __main__
 HEADER = b"\x00" * 44  # PersistDict's row header (35 bytes) and record check (9)
 _u64 = struct.Struct(">Q")
 
 
-def layout(path: Path, dbs: list[bytes | None], *, sync: bool) -> Callable[[str], None]:
+def layout(
+    path: Path, dbs: list[bytes | None], *, sync: bool, value: Any = SMALL
+) -> Callable[[str], None]:
     """A setter that puts, in one transaction, the pickle alone in the main
     database (``dbs`` empty: the baseline), or one row per entry of ``dbs`` (None:
     the main database, else a named one): the first a row of the entry's size,
@@ -61,7 +66,7 @@ def layout(path: Path, dbs: list[bytes | None], *, sync: bool) -> Callable[[str]
 
     def set_(key: str) -> None:
         encoded = b"\x01" + key.encode()
-        payload = pickle.dumps(SMALL, protocol=5)
+        payload = pickle.dumps(value, protocol=5)
         with env.begin(None, None, True) as txn:
             if not handles:
                 txn.put(encoded, payload)
@@ -78,7 +83,9 @@ def layout(path: Path, dbs: list[bytes | None], *, sync: bool) -> Callable[[str]
     return set_
 
 
-def required_setter(path: Path, *, sync: bool) -> Callable[[str], None]:
+def required_setter(
+    path: Path, *, sync: bool, value: Any = SMALL
+) -> Callable[[str], None]:
     """A setter that does, by hand, every step PersistDict's design requires of
     ``d[key] = value`` and nothing else: the pickle and its search for
     ``__main__`` (such a value is written with cloudpickle), the time (the entry's
@@ -112,8 +119,8 @@ def required_setter(path: Path, *, sync: bool) -> Callable[[str], None]:
 
     def set_(key: str) -> None:
         encoded = b"\x01" + key.encode()
-        payload = pickle.dumps(SMALL, protocol=5)
-        if payload.find(b"__main__") >= 0:
+        payload = pickle.dumps(value, protocol=5)
+        if type(value) not in _NO_GLOBALS and payload.find(b"__main__") >= 0:
             raise ValueError("__main__")
         now = time.time()
         tokens.append(None)
@@ -147,7 +154,7 @@ def required_setter(path: Path, *, sync: bool) -> Callable[[str], None]:
 
 
 def persistdict_setter(
-    path: Path, *, sync: bool
+    path: Path, *, sync: bool, value: Any = SMALL
 ) -> tuple[Callable[[str], None], Callable[[list[str]], None]]:
     """A setter of a PersistDict, and a filler (one transaction) of the same."""
     try:
@@ -155,8 +162,8 @@ def persistdict_setter(
     except ImportError as exc:
         raise Unavailable(f"persistdict not importable ({exc})") from None
     d: Any = PersistDict(path, durable=sync)
-    return (lambda key: d.__setitem__(key, SMALL)), (
-        lambda keys: d.update(dict.fromkeys(keys, SMALL))
+    return (lambda key: d.__setitem__(key, value)), (
+        lambda keys: d.update(dict.fromkeys(keys, value))
     )
 
 
@@ -184,23 +191,31 @@ def stepper(
 
 def run(report: Report, quick: bool, tmp: Path) -> None:
     rounds, durable_ops, fast_ops = (3, 30, 500) if quick else (7, 150, 3000)
-    for sync, ops in ((True, durable_ops), (False, fast_ops)):
-        tag = "sync" if sync else "nosync"
-        layouts: list[tuple[str, list[bytes | None]]] = [
-            ("1 put, main db", []),
-            ("1 row, main db (format 3, 4)", [None]),
-            ("2 rows, main db (format 4)", [None, None]),
-            ("2 rows, main + order (format 3)", [None, b"order"]),
-            ("1 row, named db (format 2)", [b"values"]),
-            ("2 rows, 2 named dbs (format 2)", [b"values", b"order"]),
-        ]
+    all_layouts: list[tuple[str, list[bytes | None]]] = [
+        ("1 put, main db", []),
+        ("1 row, main db (format 3, 4)", [None]),
+        ("2 rows, main db (format 4)", [None, None]),
+        ("2 rows, main + order (format 3)", [None, b"order"]),
+        ("1 row, named db (format 2)", [b"values"]),
+        ("2 rows, 2 named dbs (format 2)", [b"values", b"order"]),
+    ]
+    for sync, ops, value, tag, what in (
+        (True, durable_ops, SMALL, "sync", "a small value"),
+        (False, fast_ops, SMALL, "nosync", "a small value"),
+        (False, fast_ops // 5, BIG, "100 KB nosync", "a 100 KB value"),
+    ):
+        # (100 KB: the layouts of format 4 only)
+        layouts = all_layouts if value is SMALL else all_layouts[:3]
+        where = tag.replace(" ", "-")
         steppers = [
-            stepper(name, layout(tmp / f"l{i}-{tag}", dbs, sync=sync), None)
+            stepper(
+                name, layout(tmp / f"l{i}-{where}", dbs, sync=sync, value=value), None
+            )
             for i, (name, dbs) in enumerate(layouts)
         ]
-        required = required_setter(tmp / f"req-{tag}", sync=sync)
+        required = required_setter(tmp / f"req-{where}", sync=sync, value=value)
         steppers.append(stepper("every required step, new keys", required, None))
-        required = required_setter(tmp / f"req-over-{tag}", sync=sync)
+        required = required_setter(tmp / f"req-over-{where}", sync=sync, value=value)
         steppers.append(
             stepper(
                 "every required step, overwrites",
@@ -210,16 +225,18 @@ def run(report: Report, quick: bool, tmp: Path) -> None:
         )
         skipped = {}
         try:
-            set_, fill = persistdict_setter(tmp / f"pd-{tag}", sync=sync)
+            set_, fill = persistdict_setter(tmp / f"pd-{where}", sync=sync, value=value)
             steppers.append(stepper("persistdict, new keys", set_, None))
-            set_, fill = persistdict_setter(tmp / f"pd-over-{tag}", sync=sync)
+            set_, fill = persistdict_setter(
+                tmp / f"pd-over-{where}", sync=sync, value=value
+            )
             steppers.append(stepper("persistdict, overwrites", set_, fill))
         except Unavailable as exc:
             skipped["persistdict"] = str(exc)
         report.add(
             run_interleaved(
                 f"floor set {tag}",
-                f"set of a small value, sync={sync}: raw py-lmdb layouts vs"
+                f"set of {what}, sync={sync}: raw py-lmdb layouts vs"
                 " PersistDict, single operations in turn",
                 steppers,
                 rounds,

@@ -284,6 +284,38 @@ def test_a_busy_reader_writes_its_access_times_itself(
     d.close()
 
 
+def test_threads_reading_while_their_access_times_are_written(
+    store_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Batches written by reading threads, often: a thread may still record a
+    # read into the batch another thread is writing (py-lmdb lets go of the
+    # GIL at each put). No read may fail for it, and the reads are recorded.
+    monkeypatch.setattr(persistdict._env, "ATIME_FLUSH_SECONDS", 0.01)
+    monkeypatch.setattr(persistdict._env, "IDLE_FLUSH_GRACE", 1.0)
+    monkeypatch.setattr(persistdict._env, "INLINE_FLUSH_MIN", 8)
+    keys = [f"k{i}" for i in range(3000)]
+    with PersistDict(store_path, cache_size=0) as d:
+        d.update(dict.fromkeys(keys, 0))
+        errors: list[BaseException] = []
+        deadline = time.monotonic() + 1.5
+
+        def read(offset: int) -> None:
+            try:
+                while time.monotonic() < deadline:
+                    for k in keys[offset::2]:
+                        assert d[k] == 0
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=read, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert d.metadata("k0").atime > d.metadata("k0").ctime
+
+
 def test_a_short_lived_reader_records_atime_at_exit(
     store_path: Path, run_py: Any
 ) -> None:
@@ -646,3 +678,46 @@ print(failed, sum(1 for k in d if k.startswith("child")))
         timeout=120,
     ).stdout.split()
     assert out == ["0", "20"]
+
+
+READ_INSIDE_A_WRITE = """
+import sys, time
+import persistdict._env as E
+E.ATIME_FLUSH_SECONDS = 0.01
+E.INLINE_FLUSH_MIN = 1
+E.IDLE_FLUSH_GRACE = 60.0  # the batch waits for a read to write it
+from persistdict import PersistDict
+d = PersistDict(sys.argv[1], cache_size=0)
+d["other"] = 1
+calls = []
+class Key:
+    # Pickled twice to find its entry, then twice again inside the write
+    # transaction (its original, kept for keys()): there, it reads the store.
+    def __reduce__(self):
+        calls.append(1)
+        if len(calls) > 2:
+            assert d["other"] == 1
+        return (Key, ())
+    def __eq__(self, other):
+        return type(other) is Key
+    def __hash__(self):
+        return 1
+d["other"]
+deadline = time.monotonic() + 10
+while not d._env._flush_wanted and time.monotonic() < deadline:
+    time.sleep(0.005)
+assert d._env._flush_wanted
+d[Key()] = 2
+print(len(calls) > 2, d._env._flush_wanted)
+"""
+
+
+def test_a_read_inside_a_write_of_the_same_thread_does_not_write_access_times(
+    store_path: Path, run_py: Any
+) -> None:
+    # User code that runs inside a write transaction (here a key's __reduce__)
+    # and reads the same store: that read must not try to write the pending
+    # access times in this thread (LMDB's write lock is not recursive; py-lmdb
+    # refuses, and the batch was lost): the batch stays for later.
+    out = run_py(READ_INSIDE_A_WRITE, str(store_path), timeout=30).stdout
+    assert out.split() == ["True", "True"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _thread
 import itertools
 import operator
 import os
@@ -106,6 +107,7 @@ _DAY = 86400.0
 _BATCH = 512  # entries read per transaction when iterating
 _SWEEP_LIMIT = 1000  # entries examined by the sweep at open
 _pickle_dumps = pickle.dumps
+_get_ident = _thread.get_ident
 _pack_place = _ORDER_KEY.pack  # order_key(seq) is _pack_place(ORDER_TAG, seq)
 _pack_header = _HEADER.pack  # a row's metadata (see _meta)
 _pack_time = _TIME.pack
@@ -1237,14 +1239,18 @@ class PersistDict(dict):  # type: ignore[type-arg]
                 pass
         if txn is not None:
             try:
+                env._writer = _get_ident()  # (as Env.write; see Env.flush_due)
                 entry_id = self._put_one(txn, env, encoded, key, payload, now)
                 txn_id = txn.id()
+                env._writer = 0
                 txn.commit()
             except lmdb.Error:
+                env._writer = 0
                 env.next_seq = (-2, 0)  # (as Env.write: nothing of it was stored)
                 txn.abort()
                 txn = None
             except BaseException:
+                env._writer = 0
                 env.next_seq = (-2, 0)
                 txn.abort()
                 tokens.pop()

@@ -412,6 +412,7 @@ class Env:
         "_settings",
         "_settings_db",
         "_tokens",
+        "_writer",
         "allow_unsafe",
         "atimes",
         "closed",
@@ -477,6 +478,9 @@ class Env:
         self._flush_lock = _thread.allocate_lock()
         self._flusher = False  # whether the access-time thread runs
         self._flush_wanted = False  # a read should write the batch (flush_due)
+        # The thread whose write transaction is open (set under LMDB's write
+        # lock, cleared before its commit or abort), else 0: see flush_due.
+        self._writer = 0
         self.layer.reset()
 
     def _open(self) -> None:
@@ -853,8 +857,10 @@ class Env:
                 except lmdb.Error:  # the map grown by another process, ...
                     txn = self._begin(True, buffers)
                 try:
+                    self._writer = _thread.get_ident()  # (see flush_due)
                     result = fn(txn, *args)
                     txn_id: int = txn.id()
+                    self._writer = 0
                     txn.commit()
                     # counter.current(), written out
                     counter = self.counter
@@ -872,9 +878,11 @@ class Env:
                 # forget it first (another thread may begin the next one while
                 # the abort releases the GIL).
                 except lmdb.MapFullError:
+                    self._writer = 0
                     self.next_seq = (-2, 0)
                     txn.abort()
                 except lmdb.Error as exc:
+                    self._writer = 0
                     self.next_seq = (-2, 0)
                     txn.abort()
                     raise StoreWriteError(
@@ -883,6 +891,7 @@ class Env:
                         "of this write was stored"
                     ) from exc
                 except BaseException:
+                    self._writer = 0
                     self.next_seq = (-2, 0)
                     txn.abort()
                     raise
@@ -957,10 +966,18 @@ class Env:
         the reading thread and 100-130 ms from the background thread while the
         main thread read, and those reads were 5-9% slower for it.
         """
+        if self._writer == _thread.get_ident():
+            # Called from user code inside this thread's own write (a key's
+            # __reduce__, a logging handler): LMDB's write lock is not
+            # recursive (py-lmdb refuses a second write transaction in one
+            # thread). The batch waits for a later read or the thread.
+            return
         if not self._flush_lock.acquire(False):
             return  # another thread is writing a batch
         try:
             self._flush_pending()
+        except Exception:  # noqa: BLE001 - logged; access times are advisory
+            logger.error("could not write access times of %s", self.path, exc_info=True)
         finally:
             self._flush_lock.release()
 
@@ -999,7 +1016,12 @@ class Env:
 
     def _flush_pending(self) -> None:
         with self._pending_lock:
-            batch, self._pending = self._pending, {}
+            # A copy of the items: a reader that took the dict before this swap
+            # may still add to it (that read's time is then lost, as touch says);
+            # the dict must not change under the loop below, which lets go of
+            # the GIL at each put.
+            batch = list(self._pending.items())
+            self._pending = {}
             self._flush_wanted = False
         if not batch or self.readonly:
             return
@@ -1007,7 +1029,7 @@ class Env:
 
         def put(txn: Txn) -> None:
             entries = txn.cursor(self.values)  # options by position: see the top
-            for entry_id, atime in batch.items():
+            for entry_id, atime in batch:
                 if not entries.set_key(entry_id):
                     continue  # deleted meanwhile
                 raw = txn.get(entry_id, None, atimes)

@@ -265,9 +265,9 @@ def test_a_busy_reader_writes_its_access_times_itself(
     writers: list[int] = []
     flush = Env._flush_pending
 
-    def recorded(env: Env) -> None:
+    def recorded(env: Env, limit: int | None = None) -> None:
         writers.append(threading.get_ident())
-        flush(env)
+        flush(env, limit)
 
     monkeypatch.setattr(Env, "_flush_pending", recorded)
     keys = [f"k{i}" for i in range(2 * persistdict._env.INLINE_FLUSH_MIN)]
@@ -280,6 +280,36 @@ def test_a_busy_reader_writes_its_access_times_itself(
             d[k]
     assert writers == [threading.get_ident()]
     # Another process sees every key's read.
+    assert float(run_py(ATIMES_OF, str(store_path)).stdout) >= started
+    d.close()
+
+
+def test_a_read_writes_at_most_a_bounded_part_of_a_large_batch(
+    store_path: Path, run_py: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A read that writes the batch of access times pays for it: at most
+    # INLINE_FLUSH_MAX of them (the first recorded), the next read the next.
+    monkeypatch.setattr(persistdict._env, "IDLE_FLUSH_GRACE", 60.0)
+    monkeypatch.setattr(persistdict._env, "INLINE_FLUSH_MIN", 4)
+    monkeypatch.setattr(persistdict._env, "INLINE_FLUSH_MAX", 10)
+    keys = [f"k{i:02d}" for i in range(25)]
+    d = PersistDict(store_path, cache_size=0)
+    d.update(dict.fromkeys(keys, 0))
+    started = time.time()
+    for k in keys:
+        d[k]
+    env = d._live()
+    deadline = time.monotonic() + 30
+    while not env._flush_wanted and time.monotonic() < deadline:
+        time.sleep(0.01)  # the access-time thread asks after about a second
+    assert env._flush_wanted
+    d["k00"]  # writes k00..k09
+    assert (len(env._pending), env._flush_wanted) == (15, True)
+    d["k00"]  # a first read again (k00 was written): then k10..k19
+    assert (len(env._pending), env._flush_wanted) == (6, True)
+    d["k01"]  # the last 5 and k00, and k01 itself
+    assert (len(env._pending), env._flush_wanted) == (0, False)
+    # Another process sees every read.
     assert float(run_py(ATIMES_OF, str(store_path)).stdout) >= started
     d.close()
 

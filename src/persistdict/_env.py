@@ -29,6 +29,7 @@ from __future__ import annotations
 import _thread
 import atexit
 import functools
+import itertools
 import mmap
 import os
 import stat
@@ -129,10 +130,13 @@ _u64_native = struct.Struct("=Q").unpack_from  # the lock file's txnid (CommitCo
 _pack_time, _unpack_time = _TIME.pack, _TIME.unpack_from  # an access time (see _meta)
 # Reads' access times are written in batches, about one a second, by a
 # background thread; a batch of at least INLINE_FLUSH_MIN ids is handed to the
-# next read of the store for IDLE_FLUSH_GRACE seconds first (see Env.flush_due).
+# next read of the store for IDLE_FLUSH_GRACE seconds first (see Env.flush_due),
+# and a read writes at most INLINE_FLUSH_MAX of them (about 20 ms), the next
+# read the next ones.
 ATIME_FLUSH_SECONDS = 1.0
 IDLE_FLUSH_GRACE = 0.25
 INLINE_FLUSH_MIN = 256
+INLINE_FLUSH_MAX = 16384
 # py-lmdb parses keyword arguments slowly: about 0.1 us per call that passes any
 # (a read transaction and its get cost 0.54 us with ``get(key, db=db)``, 0.41 us
 # with ``get(key, None, db)``). The hot paths pass them by position:
@@ -976,7 +980,7 @@ class Env:
         if not self._flush_lock.acquire(False):
             return  # another thread is writing a batch
         try:
-            self._flush_pending()
+            self._flush_pending(INLINE_FLUSH_MAX)
         except Exception:  # noqa: BLE001 - logged; access times are advisory
             logger.error("could not write access times of %s", self.path, exc_info=True)
         finally:
@@ -1015,15 +1019,24 @@ class Env:
         with self._flush_lock:
             self._flush_pending()
 
-    def _flush_pending(self) -> None:
+    def _flush_pending(self, limit: int | None = None) -> None:
+        """Write the pending access times, or the ``limit`` recorded first."""
         with self._pending_lock:
-            # A copy of the items: a reader that took the dict before this swap
-            # may still add to it (that read's time is then lost, as touch says);
-            # the dict must not change under the loop below, which lets go of
-            # the GIL at each put.
-            batch = list(self._pending.items())
-            self._pending = {}
-            self._flush_wanted = False
+            pending = self._pending
+            if limit is None or len(pending) <= limit:
+                # A copy of the items: a reader that took the dict before this
+                # swap may still add to it (that read's time is then lost, as
+                # touch says); the dict must not change under the loop below,
+                # which lets go of the GIL at each put.
+                batch = list(pending.items())
+                self._pending = {}
+                self._flush_wanted = False
+            else:
+                # The first ``limit`` (a dict keeps its order); the rest stays
+                # pending, and _flush_wanted with it: the next read writes more.
+                batch = list(itertools.islice(pending.items(), limit))
+                for entry_id, _ in batch:
+                    del pending[entry_id]
         if not batch or self.readonly:
             return
         atimes = self.atimes

@@ -99,6 +99,23 @@ def test_missing_keys_raise_keyerror_with_the_key(store: PersistDict) -> None:
         store.popitem()
 
 
+def test_kept_keyerrors_do_not_hold_reader_slots(store: PersistDict) -> None:
+    # An aborted read transaction keeps its LMDB reader slot until it is freed;
+    # a KeyError kept by the caller keeps the frame that raised it. 1,024 kept
+    # exceptions once filled every slot, and every later read failed.
+    import persistdict._env
+
+    store["a"] = 1
+    kept: list[KeyError] = []
+    for i in range(2 * persistdict._env.MAX_READERS):
+        for read in (store.__getitem__, store.metadata):
+            with pytest.raises(KeyError) as info:
+                read(f"missing-{i}")
+            kept.append(info.value)
+    assert store["a"] == 1
+    assert len(kept) == 4 * persistdict._env.MAX_READERS
+
+
 def test_unhashable_key_raises_typeerror_like_a_dict(store: PersistDict) -> None:
     for op in (
         lambda: store.__setitem__([1], 1),

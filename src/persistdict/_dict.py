@@ -765,6 +765,10 @@ class PersistDict(dict):  # type: ignore[type-arg]
                 record = None  # an expired entry is a missing key
         finally:
             txn.abort()
+            # Gone now, not with this frame: an aborted read transaction keeps
+            # its reader slot until it is freed, and a KeyError raised below
+            # keeps the frame (1,024 kept exceptions filled every slot).
+            del txn
             tokens.pop()
         if record is None:
             if default is _RAISE:
@@ -890,6 +894,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
                 return bool(txn.cursor(env.values).set_key(encoded))
             finally:
                 txn.abort()
+                del txn  # its reader slot (see __getitem__)
                 tokens.pop()
         now = time.time()
 

@@ -35,6 +35,24 @@ print("done")
 """
 
 
+def in_threads(fn: Any, n: int) -> list[BaseException]:
+    """Run ``fn(i)`` in ``n`` threads at once; the exceptions they raised."""
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        try:
+            fn(i)
+        except BaseException as exc:  # noqa: BLE001 - returned to the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
+
+
 def test_four_processes_two_threads_lose_nothing(
     store_path: Path, popen_py: Any
 ) -> None:
@@ -326,23 +344,14 @@ def test_threads_reading_while_their_access_times_are_written(
     keys = [f"k{i}" for i in range(3000)]
     with PersistDict(store_path, cache_size=0) as d:
         d.update(dict.fromkeys(keys, 0))
-        errors: list[BaseException] = []
         deadline = time.monotonic() + 1.5
 
         def read(offset: int) -> None:
-            try:
-                while time.monotonic() < deadline:
-                    for k in keys[offset::2]:
-                        assert d[k] == 0
-            except BaseException as exc:  # noqa: BLE001 - reported below
-                errors.append(exc)
+            while time.monotonic() < deadline:
+                for k in keys[offset::2]:
+                    assert d[k] == 0
 
-        threads = [threading.Thread(target=read, args=(i,)) for i in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert errors == []
+        assert in_threads(read, 2) == []
         assert d.metadata("k0").atime > d.metadata("k0").ctime
 
 
@@ -440,24 +449,15 @@ def test_expired_entries_are_swept_at_open(store_path: Path) -> None:
 
 def test_threads_share_one_store(store_path: Path) -> None:
     store = PersistDict(store_path, durable=False)
-    errors: list[BaseException] = []
 
     def work(t: int) -> None:
-        try:
-            for i in range(200):
-                store[(t, i)] = i
-                assert store[(t, i)] == i
-                if i % 50 == 0:
-                    list(store.items())
-        except BaseException as exc:  # noqa: BLE001 - reported by the test below
-            errors.append(exc)
+        for i in range(200):
+            store[(t, i)] = i
+            assert store[(t, i)] == i
+            if i % 50 == 0:
+                list(store.items())
 
-    threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    assert in_threads(work, 8) == []
     assert len(store) == 1600
     store.close()
 

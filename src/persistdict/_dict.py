@@ -1241,7 +1241,8 @@ class PersistDict(dict):  # type: ignore[type-arg]
                 # buffers: see _write
                 txn = env.env.begin(None, None, True, True)  # type: ignore[assignment]
             except lmdb.Error:
-                pass
+                pass  # Env.write, below, begins again (a map another process
+                # grew) or raises what failed
         if txn is not None:
             try:
                 env._writer = _get_ident()  # (as Env.write; see Env.flush_due)

@@ -825,9 +825,6 @@ class Env:
             return fn(txn)
         finally:
             self.end_read(txn)
-            # Freed now (with its reader slot), not with a traceback that
-            # keeps this frame (see PersistDict.__getitem__).
-            del txn
 
     def write(
         self, fn: Callable[..., T], buffers: bool = False, *args: Any

@@ -14,7 +14,6 @@ from collections.abc import ItemsView, KeysView, Mapping, ValuesView
 import lmdb
 
 from ._codec import (
-    _NO_GLOBALS,
     _VIEW_FROM,
     HASHED,
     MAX_ID,
@@ -106,7 +105,6 @@ _RAISE: Any = object()  # _lookup's default: raise KeyError
 _DAY = 86400.0
 _BATCH = 512  # entries read per transaction when iterating
 _SWEEP_LIMIT = 1000  # entries examined by the sweep at open
-_pickle_dumps = pickle.dumps
 _get_ident = _thread.get_ident
 _pack_place = _ORDER_KEY.pack  # order_key(seq) is _pack_place(ORDER_TAG, seq)
 _pack_header = _HEADER.pack  # a row's metadata (see _meta)
@@ -1217,15 +1215,12 @@ class PersistDict(dict):  # type: ignore[type-arg]
         else:
             encoded = self._encode(key)
         if self._default_values:
-            # default_dumps(), its common case written out: a pickle that refers
-            # to nothing in __main__. Anything else, and any error: _dumps.
+            # _dumps() without its checks, for the default serializer; any error
+            # goes through _dumps again, which says what failed, with the key.
             try:
-                payload = _pickle_dumps(value, 5)
-            except Exception:  # noqa: BLE001 - _dumps raises it, with the key
+                payload = default_dumps(value)
+            except Exception:  # noqa: BLE001 - raised again by _dumps
                 payload = self._dumps(key, value)
-            else:
-                if type(value) not in _NO_GLOBALS and payload.find(b"__main__") >= 0:
-                    payload = self._dumps(key, value)
         else:
             payload = self._dumps(key, value)
         now = time.time()

@@ -126,7 +126,6 @@ ATIME_TXN_KEY = b"atime-transaction"
 # Key in the internal database: the store's format version (u64).
 FORMAT_KEY = b"format"
 _u64 = struct.Struct(">Q")
-_u64_native = struct.Struct("=Q").unpack_from  # the lock file's txnid (CommitCounter)
 _pack_time, _unpack_time = _TIME.pack, _TIME.unpack_from  # an access time (see _meta)
 # Reads' access times are written in batches, about one a second, by a
 # background thread; a batch of at least INLINE_FLUSH_MIN ids is handed to the
@@ -867,12 +866,8 @@ class Env:
                     txn_id: int = txn.id()
                     self._writer = 0
                     txn.commit()
-                    # counter.current(), written out
-                    counter = self.counter
-                    offset, mapped = counter.offset, counter.mapped
-                    if offset is not None and mapped is not None:
-                        last = _u64_native(mapped, offset)[0]
-                    else:  # the counter is still learning, or off
+                    last = self.counter.current()
+                    if last is None:  # the counter is still learning, or off
                         last = self.env.info()["last_txnid"]
                     if last < txn_id:  # nothing was written
                         return result, txn_id - 1

@@ -172,6 +172,34 @@ def test_long_keys_are_hashed_and_round_trip(store: PersistDict) -> None:
     assert list(store) == [long_tuple]
 
 
+@pytest.mark.parametrize("length", [509, 510, 511, 512])
+@pytest.mark.parametrize("cache_size", [0, 128])
+def test_keys_at_the_id_length_limit(
+    store_path: Path, length: int, cache_size: int
+) -> None:
+    # A str key's id is 1 + its UTF-8 length: up to 511 bytes (LMDB's largest
+    # key) it is the key itself, longer ones are stored under their hash. A
+    # read looks the id up whole and LMDB refuses the longer ones.
+    key, other = "k" * length, "j" * length
+    with PersistDict(store_path, cache_size=cache_size) as store:
+        with pytest.raises(KeyError) as missing:
+            store[key]
+        assert missing.value.args == (key,)
+        assert missing.value.__context__ is None  # no LMDB error behind it
+        assert store.get(key, "default") == "default"
+        assert key not in store
+        store[key] = length
+        for _ in range(3):  # the second read of a key may enter the layer
+            assert store[key] == length
+            assert store.get(key) == length
+        assert key in store
+        assert other not in store
+        assert store.get(other) is None
+        assert list(store) == [key]
+        del store[key]
+        assert store.get(key) is None
+
+
 def test_hash_collisions_never_return_the_wrong_value(
     store: PersistDict, monkeypatch: pytest.MonkeyPatch
 ) -> None:

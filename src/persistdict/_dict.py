@@ -110,6 +110,7 @@ _pack_place = _ORDER_KEY.pack  # order_key(seq) is _pack_place(ORDER_TAG, seq)
 _pack_header = _HEADER.pack  # a row's metadata (see _meta)
 _pack_time = _TIME.pack
 _read_u64 = struct.Struct("=Q").unpack_from
+_now = time.time
 _T_CUSTOM = b"\x10"
 # First bytes of ids that are exactly their key's encoding (str, bytes): the key
 # is rebuilt from the id alone.
@@ -259,6 +260,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
         "_loads",
         "_options",
         "_path",
+        "_plain_max",
         "_readonly",
         "_verbose",
     )
@@ -342,6 +344,9 @@ class PersistDict(dict):  # type: ignore[type-arg]
         # For _lookup's common case: records of this handle carry a checksum
         # (not a signature), and how a payload is deserialized.
         self._checksums = secret_bytes is None
+        # The longest row that __getitem__ opens itself (-1: none, the handle
+        # signs its records); a longer record is read through a memoryview.
+        self._plain_max = _VIEW_FROM if self._checksums else -1
         self._loads = self._codec.loads
         # Handles with the same value codec share deserialized values.
         self._codec_key = (value_unserializer, secret_bytes)
@@ -686,13 +691,8 @@ class PersistDict(dict):  # type: ignore[type-arg]
                 encoded = self._encode(key)
         else:
             encoded = self._encode(key)
-        if len(encoded) > MAX_ID:
-            value = self._read_checked(env, key, encoded)
-            if value is _MISSING:
-                if default is _RAISE:
-                    raise KeyError(key)
-                return default
-            return value
+        # (An id longer than MAX_ID is not looked at here: LMDB refuses it, or
+        # finds nothing under it; the miss below looks for its hash.)
         expire = self._expire_seconds
         use_layer = self._cache_size
         if use_layer:
@@ -723,6 +723,10 @@ class PersistDict(dict):  # type: ignore[type-arg]
                         if not self._readonly and encoded not in env._pending:
                             env.touch(encoded, time.time())
                         return entry[0] if entry[2] else self._loads(entry[1])
+        # Whether this key was read since the last flush of access times (its
+        # time is then recorded already; and the layer admits such a key, see
+        # below). A read-only handle records none: True for it.
+        again = self._readonly or encoded in env._pending
         # env.begin_read(), its common case written out (see there).
         tokens = env._tokens
         tokens.append(None)
@@ -737,7 +741,9 @@ class PersistDict(dict):  # type: ignore[type-arg]
                 tokens.pop()
                 txn = env.begin_read()
         try:
-            if use_layer:
+            # The layer is checked (and its transaction id learnt) for a key it
+            # holds, or may admit; any other read leaves it for the next one.
+            if use_layer and (held or again):
                 txn_id = txn.id()
                 if txn_id != layer.known_txn:
                     layer.validate(
@@ -753,14 +759,17 @@ class PersistDict(dict):  # type: ignore[type-arg]
                         if not self._readonly and encoded not in env._pending:
                             env.touch(encoded, time.time())
                         return entry[0] if entry[2] else self._loads(entry[1])
-            # (db by position: py-lmdb parses keyword arguments slowly, see _env)
-            record = txn.get(encoded, None, env.values)
+            # (no db: the transaction's own is the main database, env.values;
+            # py-lmdb parses each argument passed, see _env)
+            record = txn.get(encoded)
             if (
                 expire
                 and record is not None
                 and self._expired(env, txn, encoded, record, time.time())
             ):
                 record = None  # an expired entry is a missing key
+        except lmdb.BadValsizeError:  # an id longer than LMDB takes (MAX_ID)
+            record = None
         finally:
             txn.abort()
             # Gone now, not with this frame: an aborted read transaction keeps
@@ -769,45 +778,52 @@ class PersistDict(dict):  # type: ignore[type-arg]
             del txn
             tokens.pop()
         if record is None:
+            if len(encoded) > MAX_ID:  # the key is stored under its hash
+                value = self._read_checked(env, key, encoded)
+                if value is not _MISSING:
+                    return value
             if default is _RAISE:
                 raise KeyError(key)
             return default
-        pending = env._pending
-        again = encoded in pending  # read before, since the last access-time flush
-        if not again and not self._readonly:
+        if not again:
             if env._flusher:  # env.touch(), its common case written out
-                pending[encoded] = time.time()
+                env._pending[encoded] = _now()
             else:
-                env.touch(encoded, time.time())
+                env.touch(encoded, _now())
         if env._flush_wanted:  # access times to write (see Env.flush_due)
             env.flush_due()
         # Codec.open(), its common case written out: a row of flags 0 (its record
-        # at HEADER_SIZE, 35), a checksummed record (flag 0, then 8 bytes of
-        # checksum) of a size that is unpickled from bytes, whose checksum
-        # verifies. The offsets are literals: no arithmetic on this path. Any
-        # other row: _payload.
+        # at HEADER_SIZE, 35: a flag byte, 0, then 8 bytes of checksum) of a
+        # size that is unpickled from bytes, whose checksum verifies. The record's
+        # flag is not looked at: a signed record (flag 1, then its signature)
+        # fails the comparison, and _open_row says why. The offsets are
+        # literals: no arithmetic on this path. Any other row: _payload.
         try:
-            plain = not record[0] and not record[35]
+            plain = not record[0] and len(record) <= self._plain_max
         except IndexError:  # a row cut short: a damaged store
             plain = False  # _payload raises
-        if plain and self._checksums and len(record) <= _VIEW_FROM:
+        if plain:
             payload: Buffer = record[44:]
             if record[36:44] != _xxh64(payload, len(encoded)):
                 payload = self._open_row(key, encoded, record)  # raises
         else:
             payload = self._payload(key, encoded, record)
         value = self._loads(payload)
-        if use_layer and (
+        if (
+            use_layer
+            and again
             # Admission (see _memory): a key read again since the last flush of
             # access times (the pending dict holds the batch's first reads),
             # while the batch holds few keys; for a handle that records no
             # access time, the layer's own record of recent reads.
-            (again and len(pending) <= layer.seen_limit)
-            if not self._readonly
-            else layer.admit(encoded)
+            and (
+                len(env._pending) <= layer.seen_limit
+                if not self._readonly
+                else layer.admit(encoded)
+            )
         ):
             # The access time recorded for the key's first read of the batch.
-            stamp = 0.0 if self._readonly else pending.get(encoded, 0.0)
+            stamp = 0.0 if self._readonly else env._pending.get(encoded, 0.0)
             entry = self._layer_entry(value, payload, stamp)
             layer.put(self._codec_key, txn_id, encoded, entry)
         return value

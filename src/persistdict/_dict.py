@@ -741,24 +741,33 @@ class PersistDict(dict):  # type: ignore[type-arg]
                 tokens.pop()
                 txn = env.begin_read()
         try:
-            # The layer is checked (and its transaction id learnt) for a key it
-            # holds, or may admit; any other read leaves it for the next one.
-            if use_layer and (held or again):
-                txn_id = txn.id()
-                if txn_id != layer.known_txn:
-                    layer.validate(
-                        txn_id,
-                        txn_id == layer.known_txn + 1 and env.only_atimes(txn),
-                    )
-                    env.counter.observe(txn_id)
-                if held:
-                    entry = layer.get(self._codec_key, txn_id, encoded)
-                    if entry is not None and (
-                        not expire or time.time() - entry[3] <= expire
-                    ):
-                        if not self._readonly and encoded not in env._pending:
-                            env.touch(encoded, time.time())
-                        return entry[0] if entry[2] else self._loads(entry[1])
+            if use_layer:
+                # Admission (see _memory): a key read again since the last
+                # flush of access times (the pending dict holds the batch's
+                # first reads), while the batch holds few keys; for a handle
+                # that records no access time, the layer's own record of recent
+                # reads (asked below, once the key is found).
+                admit = again and (
+                    self._readonly or len(env._pending) <= layer.seen_limit
+                )
+                # The layer is checked (and its transaction id learnt) for a key
+                # it holds or may admit; any other read leaves it to the next.
+                if held or admit:
+                    txn_id = txn.id()
+                    if txn_id != layer.known_txn:
+                        layer.validate(
+                            txn_id,
+                            txn_id == layer.known_txn + 1 and env.only_atimes(txn),
+                        )
+                        env.counter.observe(txn_id)
+                    if held:
+                        entry = layer.get(self._codec_key, txn_id, encoded)
+                        if entry is not None and (
+                            not expire or time.time() - entry[3] <= expire
+                        ):
+                            if not self._readonly and encoded not in env._pending:
+                                env.touch(encoded, time.time())
+                            return entry[0] if entry[2] else self._loads(entry[1])
             # (no db: the transaction's own is the main database, env.values;
             # py-lmdb parses each argument passed, see _env)
             record = txn.get(encoded)
@@ -808,20 +817,11 @@ class PersistDict(dict):  # type: ignore[type-arg]
                 payload = self._open_row(key, encoded, record)  # raises
         else:
             payload = self._payload(key, encoded, record)
-        value = self._loads(payload)
-        if (
-            use_layer
-            and again
-            # Admission (see _memory): a key read again since the last flush of
-            # access times (the pending dict holds the batch's first reads),
-            # while the batch holds few keys; for a handle that records no
-            # access time, the layer's own record of recent reads.
-            and (
-                len(env._pending) <= layer.seen_limit
-                if not self._readonly
-                else layer.admit(encoded)
-            )
-        ):
+        loads = (
+            self._loads
+        )  # (an attribute, then a call: LOAD_METHOD of a slot is slower)
+        value = loads(payload)
+        if use_layer and admit and (not self._readonly or layer.admit(encoded)):
             # The access time recorded for the key's first read of the batch.
             stamp = 0.0 if self._readonly else env._pending.get(encoded, 0.0)
             entry = self._layer_entry(value, payload, stamp)

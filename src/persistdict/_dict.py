@@ -722,7 +722,10 @@ class PersistDict(dict):  # type: ignore[type-arg]
                         cache.referenced.add(encoded)
                         if not self._readonly and encoded not in env._pending:
                             env.touch(encoded, time.time())
-                        return entry[0] if entry[2] else self._loads(entry[1])
+                        if entry[2]:  # an immutable value, shared
+                            return entry[0]
+                        loads = self._loads  # (see the loads below)
+                        return loads(entry[1])
         # Whether this key was read since the last flush of access times (its
         # time is then recorded already; and the layer admits such a key, see
         # below). A read-only handle records none: True for it.
@@ -767,7 +770,10 @@ class PersistDict(dict):  # type: ignore[type-arg]
                         ):
                             if not self._readonly and encoded not in env._pending:
                                 env.touch(encoded, time.time())
-                            return entry[0] if entry[2] else self._loads(entry[1])
+                            if entry[2]:
+                                return entry[0]
+                            loads = self._loads  # (see the loads below)
+                            return loads(entry[1])
             # (no db: the transaction's own is the main database, env.values;
             # py-lmdb parses each argument passed, see _env)
             record = txn.get(encoded)
@@ -817,9 +823,9 @@ class PersistDict(dict):  # type: ignore[type-arg]
                 payload = self._open_row(key, encoded, record)  # raises
         else:
             payload = self._payload(key, encoded, record)
-        loads = (
-            self._loads
-        )  # (an attribute, then a call: LOAD_METHOD of a slot is slower)
+        # (An attribute, then a call: the interpreter does not specialize the
+        # LOAD_METHOD of a slot that holds a function, self._loads(payload).)
+        loads = self._loads
         value = loads(payload)
         if use_layer and admit and (not self._readonly or layer.admit(encoded)):
             # The access time recorded for the key's first read of the batch.

@@ -247,7 +247,6 @@ class PersistDict(dict):  # type: ignore[type-arg]
     # store reads a dozen of them (measured in benchmarks/).
     __slots__ = (
         "__weakref__",
-        "_cache_size",
         "_checksums",
         "_codec",
         "_codec_key",
@@ -257,6 +256,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
         "_key_dumps",
         "_key_loads",
         "_layer_box",
+        "_layered",
         "_loads",
         "_options",
         "_path",
@@ -331,7 +331,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
         }
         self._path = path
         self._expire_seconds = expiration_days * _DAY if expiration_days else 0.0
-        self._cache_size = cache_size
+        self._layered = cache_size > 0  # (a bool: tested on every read)
         self._readonly = readonly
         self._key_dumps = key_serializer
         self._key_loads = key_unserializer
@@ -694,7 +694,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
         # (An id longer than MAX_ID is not looked at here: LMDB refuses it, or
         # finds nothing under it; the miss below looks for its hash.)
         expire = self._expire_seconds
-        use_layer = self._cache_size
+        use_layer = self._layered
         if use_layer:
             layer = env.layer
             # Whether the layer holds the key at all, before the costlier checks
@@ -814,10 +814,12 @@ class PersistDict(dict):  # type: ignore[type-arg]
         # fails the comparison, and _open_row says why. The offsets are
         # literals: no arithmetic on this path. Any other row: _payload.
         try:
-            plain = not record[0] and len(record) <= self._plain_max
+            plain = not record[0]
         except IndexError:  # a row cut short: a damaged store
             plain = False  # _payload raises
-        if plain:
+        # (The comparison in the if: the interpreter specializes one followed by
+        # a jump, not one whose result is stored.)
+        if plain and len(record) <= self._plain_max:
             payload: Buffer = record[44:]
             if record[36:44] != _xxh64(payload, len(encoded)):
                 payload = self._open_row(key, encoded, record)  # raises

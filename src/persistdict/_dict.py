@@ -696,7 +696,6 @@ class PersistDict(dict):  # type: ignore[type-arg]
         expire = self._expire_seconds
         use_layer = self._layered
         if use_layer:
-            layer = env.layer
             # Whether the layer holds the key at all, before the costlier checks
             # (a read of a key it does not hold, the common case of a store
             # larger than the layer, goes straight to the store; and a miss
@@ -706,6 +705,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
             held = False
             if cache is not None and encoded in cache.entries:
                 held = True
+                layer = env.layer
                 counter = env.counter
                 if (
                     counter.offset is not None  # None in a forked child until reopened
@@ -751,11 +751,12 @@ class PersistDict(dict):  # type: ignore[type-arg]
                 # that records no access time, the layer's own record of recent
                 # reads (asked below, once the key is found).
                 admit = again and (
-                    self._readonly or len(env._pending) <= layer.seen_limit
+                    self._readonly or len(env._pending) <= env.layer.seen_limit
                 )
                 # The layer is checked (and its transaction id learnt) for a key
                 # it holds or may admit; any other read leaves it to the next.
                 if held or admit:
+                    layer = env.layer
                     txn_id = txn.id()
                     if txn_id != layer.known_txn:
                         layer.validate(

@@ -306,16 +306,16 @@ def read_floors(report: Report, quick: bool, tmp: Path) -> None:
             loads(payload)
 
     pending: dict[bytes, float] = {}  # as PersistDict records a read's time
+    env = d._env  # its clock: the time a read records (advanced by a thread)
 
     def layout_gets_atime() -> None:
         pending.clear()
-        clock = time.time
         for k in sample:
             encoded = b"\x01" + k.encode()
             with pd_env.begin() as txn:
                 row = txn.get(encoded)
             if encoded not in pending:
-                pending[encoded] = clock()
+                pending[encoded] = env.clock
             payload = row[44:]
             if row[36:44] != xxh(payload, len(encoded)):
                 raise ValueError("checksum")
@@ -326,12 +326,12 @@ def read_floors(report: Report, quick: bool, tmp: Path) -> None:
     def required_steps() -> None:
         # Every step a read of PersistDict's design needs, and nothing else: the
         # gate token (no map resize or fork while a transaction is open), one
-        # transaction ended by abort(), the access time, the row's flags and
-        # record flag, the checksum, the unpickling. What PersistDict does on
-        # top: the checks of a handle's options (closed, key serializer, long
-        # keys, expiration, memory layer, read-only, record size).
+        # transaction ended by abort(), the access time (the store's clock kept
+        # for the key, as PersistDict records it), the row's flags and record
+        # flag, the checksum, the unpickling. What PersistDict does on top: the
+        # checks of a handle's options (closed, key serializer, long keys,
+        # expiration, memory layer, read-only, record size).
         pending.clear()
-        clock = time.time
         for k in sample:
             encoded = b"\x01" + k.encode()
             tokens.append(None)
@@ -342,7 +342,7 @@ def read_floors(report: Report, quick: bool, tmp: Path) -> None:
                 txn.abort()
                 tokens.pop()
             if encoded not in pending:
-                pending[encoded] = clock()
+                pending[encoded] = env.clock
             if row[0] or row[35]:
                 raise ValueError("flags")
             payload = row[44:]

@@ -89,17 +89,25 @@ def child(system: str, workload: str, reads: int) -> None:
     os._exit(0)  # no exit work (the access times left pending) in the count
 
 
+class _Clock:
+    __slots__ = ("clock",)
+
+    def __init__(self) -> None:
+        import time
+
+        self.clock = time.time()
+
+
 def _floor(lmdb_env: object, loads: object) -> object:
     """A read of PersistDict's files by hand: every step its design requires
     (the gate token, one transaction ended by abort, the access time, the row's
     flags, the checksum, the unpickling), and no check of a handle's options."""
-    import time
 
     import xxhash
 
     pending: dict[bytes, float] = {}
     tokens: list[None] = []
-    clock = time.time
+    state = _Clock()  # as Env.clock: the time a read records
     xxh = xxhash.xxh3_64_digest
     begin = lmdb_env.begin  # type: ignore[attr-defined]
 
@@ -113,7 +121,7 @@ def _floor(lmdb_env: object, loads: object) -> object:
             txn.abort()
             tokens.pop()
         if encoded not in pending:
-            pending[encoded] = clock()
+            pending[encoded] = state.clock
         if row[0] or row[35]:
             raise ValueError("flags")
         payload = row[44:]

@@ -355,6 +355,28 @@ def test_threads_reading_while_their_access_times_are_written(
         assert d.metadata("k0").atime > d.metadata("k0").ctime
 
 
+def test_a_read_records_its_time_to_within_the_clock_tick(store_path: Path) -> None:
+    # Reads record the clock the access-time thread advances every CLOCK_TICK
+    # (not time.time() each): a recorded time is never later than the read, a
+    # tick or so earlier at most, and reads further apart than a tick record
+    # later times.
+    tick = persistdict._env.CLOCK_TICK
+    with PersistDict(store_path, cache_size=0) as d:
+        d.update({f"k{i}": i for i in range(8)})
+        time.sleep(0.05)  # the reads below come after the writes' times
+        recorded = []
+        for i in range(8):
+            before = time.time()
+            assert d[f"k{i}"] == i
+            after = time.time()
+            atime = d.metadata(f"k{i}").atime.timestamp()
+            assert before - tick - 0.2 <= atime <= after
+            recorded.append(atime)
+            time.sleep(2.5 * tick)
+        assert recorded == sorted(recorded)
+        assert len(set(recorded)) == len(recorded)
+
+
 def test_a_short_lived_reader_records_atime_at_exit(
     store_path: Path, run_py: Any
 ) -> None:

@@ -803,9 +803,11 @@ class PersistDict(dict):  # type: ignore[type-arg]
             return default
         if not again:
             if env._flusher:  # env.touch(), its common case written out
-                env._pending[encoded] = _now()
+                # The clock the access-time thread advances (see CLOCK_TICK in
+                # _env): no call to time.time(), and one float for many reads.
+                env._pending[encoded] = env.clock
             else:
-                env.touch(encoded, _now())
+                env.touch(encoded, _now())  # starts the thread (and the clock)
         if env._flush_wanted:  # access times to write (see Env.flush_due)
             env.flush_due()
         # Codec.open(), its common case written out: a row of flags 0 (its record

@@ -134,6 +134,12 @@ _pack_time, _unpack_time = _TIME.pack, _TIME.unpack_from  # an access time (see 
 # read the next ones.
 ATIME_FLUSH_SECONDS = 1.0
 IDLE_FLUSH_GRACE = 0.25
+# While it runs, the thread also advances the clock that reads record their
+# access time with (Env.clock) every CLOCK_TICK seconds: time.time() on every
+# read that records one costs a call and a float kept in the batch, about 5% of
+# a read beyond the memory layer.
+CLOCK_TICK = 0.1
+_FLUSH_CHUNK = 4096  # access times written between two advances of the clock
 INLINE_FLUSH_MIN = 256
 INLINE_FLUSH_MAX = 16384
 # py-lmdb parses keyword arguments slowly: about 0.1 us per call that passes any
@@ -419,6 +425,7 @@ class Env:
         "_writer",
         "allow_unsafe",
         "atimes",
+        "clock",
         "closed",
         "counter",
         "durable",
@@ -476,6 +483,10 @@ class Env:
             self._pause_lock.acquire()
         self._paused = int(gate_closed)
         self._pending: dict[bytes, float] = {}
+        # The time recorded for a read (see CLOCK_TICK): current to within a
+        # tick while _flusher is set (touch() sets it when it starts the
+        # thread; a flush sets it when done), stale otherwise.
+        self.clock = time.time()
         self._pending_lock = _thread.allocate_lock()
         # Held for a whole flush: one flush at a time, and the exit handler
         # waits for the background thread's flush to end (see _flush_at_exit).
@@ -949,6 +960,7 @@ class Env:
         if not self._flusher:
             with self._pending_lock:
                 if not self._flusher:
+                    self.clock = now  # current from here on (see CLOCK_TICK)
                     # A daemon thread: it never holds up the exit (at exit,
                     # _flush_at_exit writes what is pending).
                     _thread.start_new_thread(self._flush_loop, ())
@@ -984,10 +996,20 @@ class Env:
     def pending_atime(self, entry_id: bytes) -> float:
         return self._pending.get(entry_id, 0.0)
 
+    def _tick(self, seconds: float) -> None:
+        """Sleep ``seconds``, advancing the clock every CLOCK_TICK."""
+        end = time.monotonic() + seconds
+        while True:
+            left = end - time.monotonic()
+            time.sleep(min(left, CLOCK_TICK) if left > 0 else 0)
+            self.clock = time.time()
+            if left <= CLOCK_TICK:
+                return
+
     def _flush_loop(self) -> None:
         try:
             while True:
-                time.sleep(ATIME_FLUSH_SECONDS)
+                self._tick(ATIME_FLUSH_SECONDS)
                 with self._pending_lock:
                     if not self._pending or self.closed or _exiting:
                         self._flusher = False
@@ -997,7 +1019,7 @@ class Env:
                 if large:
                     # Handed to the next read (flush_due); written here if no
                     # read took it (the process stopped reading).
-                    time.sleep(IDLE_FLUSH_GRACE)
+                    self._tick(IDLE_FLUSH_GRACE)
                     if not self._flush_wanted:
                         continue
                 self.flush_atimes()
@@ -1041,13 +1063,17 @@ class Env:
             # py-lmdb; options by position: see the top)
             exists = txn.cursor(self.values).set_key
             get, put_ = txn.get, txn.put
-            for entry_id, atime in batch:
-                if not exists(entry_id):
-                    continue  # deleted meanwhile
-                raw = get(entry_id, None, atimes)
-                # The later time wins (another process may have written one).
-                if raw is None or atime > _unpack_time(raw)[0]:
-                    put_(entry_id, _pack_time(atime), True, True, False, atimes)
+            for start in range(0, len(batch), _FLUSH_CHUNK):
+                for entry_id, atime in batch[start : start + _FLUSH_CHUNK]:
+                    if not exists(entry_id):
+                        continue  # deleted meanwhile
+                    raw = get(entry_id, None, atimes)
+                    # The later time wins (another process may have written one).
+                    if raw is None or atime > _unpack_time(raw)[0]:
+                        put_(entry_id, _pack_time(atime), True, True, False, atimes)
+                # The clock stays current through a long flush (the thread that
+                # advances it may be the one writing).
+                self.clock = time.time()
             txn.put(ATIME_TXN_KEY, _u64.pack(txn.id()), db=self.internal)
 
         try:

@@ -246,6 +246,47 @@ def run(report: Report, quick: bool, tmp: Path) -> None:
         )
 
 
+def required_read(
+    lmdb_env: Any, env: Any
+) -> tuple[Callable[[str], object], dict[bytes, float]]:
+    """Every step a read of PersistDict's design requires, done by hand on its
+    files (``lmdb_env``, the environment of an open store ``env``), as a
+    function called per read, and the dict it records access times in: the gate
+    token (no map resize or fork while a transaction is open), one transaction
+    ended by abort(), the access time (the store's clock kept for the key, as
+    PersistDict records it), the row's flags and record flag, the checksum, the
+    unpickling. What PersistDict does on top: the checks of a handle's options
+    (closed, key serializer, long keys, expiration, memory layer, read-only,
+    record size). Also used by instructions.py."""
+    import xxhash
+
+    pending: dict[bytes, float] = {}
+    tokens: list[None] = []  # as PersistDict's gate (Env._tokens)
+    begin = lmdb_env.begin
+    xxh = xxhash.xxh3_64_digest
+    loads = pickle.loads
+
+    def get(k: str) -> object:
+        encoded = b"\x01" + k.encode()
+        tokens.append(None)
+        txn = begin()
+        try:
+            row = txn.get(encoded)
+        finally:
+            txn.abort()
+            tokens.pop()
+        if encoded not in pending:
+            pending[encoded] = env.clock
+        if row[0] or row[35]:
+            raise ValueError("flags")
+        payload = row[44:]
+        if row[36:44] != xxh(payload, len(encoded)):
+            raise ValueError("checksum")
+        return loads(payload)
+
+    return get, pending
+
+
 def read_floors(report: Report, quick: bool, tmp: Path) -> None:
     """Reads of a PersistDict store done by hand in raw py-lmdb (the layout's
     floor for ``get`` and iteration) next to raw py-lmdb and PersistDict."""
@@ -321,66 +362,22 @@ def read_floors(report: Report, quick: bool, tmp: Path) -> None:
                 raise ValueError("checksum")
             loads(payload)
 
-    tokens: list[None] = []  # as PersistDict's gate (Env._tokens)
-
-    def required_steps() -> None:
-        # Every step a read of PersistDict's design needs, and nothing else: the
-        # gate token (no map resize or fork while a transaction is open), one
-        # transaction ended by abort(), the access time (the store's clock kept
-        # for the key, as PersistDict records it), the row's flags and record
-        # flag, the checksum, the unpickling. What PersistDict does on top: the
-        # checks of a handle's options (closed, key serializer, long keys,
-        # expiration, memory layer, read-only, record size).
-        pending.clear()
-        for k in sample:
-            encoded = b"\x01" + k.encode()
-            tokens.append(None)
-            txn = pd_env.begin()
-            try:
-                row = txn.get(encoded)
-            finally:
-                txn.abort()
-                tokens.pop()
-            if encoded not in pending:
-                pending[encoded] = env.clock
-            if row[0] or row[35]:
-                raise ValueError("flags")
-            payload = row[44:]
-            if row[36:44] != xxh(payload, len(encoded)):
-                raise ValueError("checksum")
-            loads(payload)
-
-    # The same steps as a function called per read, as PersistDict's d[key]
-    # is (and as bench_store calls raw py-lmdb): the like-for-like floor.
+    # Raw py-lmdb and every required step as functions called per read, as
+    # PersistDict's bound __getitem__ is (and as bench_store calls raw
+    # py-lmdb): the like-for-like floor.
     def raw_get(k: str) -> object:
         with raw.begin() as txn:
             data = txn.get(k.encode())
         return loads(data)
 
-    def required_step(k: str) -> object:
-        encoded = b"\x01" + k.encode()
-        tokens.append(None)
-        txn = pd_env.begin()
-        try:
-            row = txn.get(encoded)
-        finally:
-            txn.abort()
-            tokens.pop()
-        if encoded not in pending:
-            pending[encoded] = env.clock
-        if row[0] or row[35]:
-            raise ValueError("flags")
-        payload = row[44:]
-        if row[36:44] != xxh(payload, len(encoded)):
-            raise ValueError("checksum")
-        return loads(payload)
+    required_step, required_pending = required_read(pd_env, env)
 
     def raw_calls() -> None:
         for k in sample:
             raw_get(k)
 
     def required_calls() -> None:
-        pending.clear()
+        required_pending.clear()
         for k in sample:
             required_step(k)
 
@@ -417,17 +414,16 @@ def read_floors(report: Report, quick: bool, tmp: Path) -> None:
             f"get of {ops} random keys of 10000 (no memory layer): raw py-lmdb, the"
             " PersistDict layout read by hand (the row, its checksum, loads of a"
             " memoryview or of a bytes slice; then also recording the read's time"
-            " in a dict, as PersistDict does for access times; then every step"
-            " its design requires: also the gate token, begin/abort, the flags);"
-            " the last three rows call a function per read (raw py-lmdb as"
-            " bench_store does, every required step, PersistDict(cache_size=0)'s"
-            " bound __getitem__) and are compared with raw py-lmdb so called",
+            " in a dict, as PersistDict does for access times); then, each a"
+            " function called per read and compared with raw py-lmdb so called"
+            " (as bench_store calls it): every step the design requires (also"
+            " the gate token, begin/abort, the flags: floor_schema.required_read),"
+            " and PersistDict(cache_size=0)'s bound __getitem__",
             [
                 entry("lmdb-raw", raw_gets, ops, "lmdb-raw"),
                 entry("layout by hand", layout_gets, ops, "lmdb-raw"),
                 entry("layout, bytes slices", layout_gets_bytes, ops, "lmdb-raw"),
                 entry("layout + access time", layout_gets_atime, ops, "lmdb-raw"),
-                entry("every required step", required_steps, ops, "lmdb-raw"),
                 entry("layout, no checksum", layout_gets_unchecked, ops, "lmdb-raw"),
                 entry("lmdb-raw, a call", raw_calls, ops, "lmdb-raw, a call"),
                 entry(

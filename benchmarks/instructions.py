@@ -16,8 +16,7 @@ Systems, each reading random keys of a 10,000-entry store of small values:
 
 * ``lmdb-raw``: raw py-lmdb, a function per read (as bench_store's store);
 * ``floor``: every step a read of PersistDict's design requires, done by hand
-  on PersistDict's own files (as floor_schema.py's "every required step", as a
-  function per read);
+  on PersistDict's own files (floor_schema.required_read, a function per read);
 * ``persistdict cache_size=0`` and ``persistdict`` (the default layer), read
   through the bound ``__getitem__`` (as bench_store).
 
@@ -47,7 +46,6 @@ HERE = Path(__file__).resolve().parent
 def child(system: str, workload: str, reads: int) -> None:
     """Build the store, read 2,000 keys untimed, then ``reads`` more."""
     import gc
-    import pickle
     import random
     import tempfile
 
@@ -74,7 +72,9 @@ def child(system: str, workload: str, reads: int) -> None:
         d.update(dict.fromkeys(keys, small))
         get = d.__getitem__
         if system == "floor":
-            get = _floor(d._env.env, pickle.loads)
+            from floor_schema import required_read
+
+            get = required_read(d._env.env, d._env)[0]
     untimed = order[:2000]
     if workload == "first":
         timed = order[2000 : 2000 + reads]
@@ -87,49 +87,6 @@ def child(system: str, workload: str, reads: int) -> None:
     for key in timed:
         get(key)  # type: ignore[operator]
     os._exit(0)  # no exit work (the access times left pending) in the count
-
-
-class _Clock:
-    __slots__ = ("clock",)
-
-    def __init__(self) -> None:
-        import time
-
-        self.clock = time.time()
-
-
-def _floor(lmdb_env: object, loads: object) -> object:
-    """A read of PersistDict's files by hand: every step its design requires
-    (the gate token, one transaction ended by abort, the access time, the row's
-    flags, the checksum, the unpickling), and no check of a handle's options."""
-
-    import xxhash
-
-    pending: dict[bytes, float] = {}
-    tokens: list[None] = []
-    state = _Clock()  # as Env.clock: the time a read records
-    xxh = xxhash.xxh3_64_digest
-    begin = lmdb_env.begin  # type: ignore[attr-defined]
-
-    def get(key: str) -> object:
-        encoded = b"\x01" + key.encode()
-        tokens.append(None)
-        txn = begin()
-        try:
-            row = txn.get(encoded)
-        finally:
-            txn.abort()
-            tokens.pop()
-        if encoded not in pending:
-            pending[encoded] = state.clock
-        if row[0] or row[35]:
-            raise ValueError("flags")
-        payload = row[44:]
-        if row[36:44] != xxh(payload, len(encoded)):
-            raise ValueError("checksum")
-        return loads(payload)  # type: ignore[operator]
-
-    return get
 
 
 def count(system: str, workload: str, reads: int) -> int:

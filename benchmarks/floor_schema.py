@@ -246,6 +246,73 @@ def run(report: Report, quick: bool, tmp: Path) -> None:
         )
 
 
+def loop_floors(report: Report, quick: bool, tmp: Path) -> None:
+    """Sets without fsync in a loop, as bench_store times them (a batch of
+    operations per round, the systems rotating): raw py-lmdb, every step the
+    design requires done by hand (``required_setter``), PersistDict; for new
+    and for existing keys, small and 100 KB values, each against raw py-lmdb
+    doing the same. The by-hand row is the floor of bench_store's
+    ``durable=False`` targets."""
+    import lmdb
+
+    rounds = 3 if quick else 15
+    for value, kind, n in ((SMALL, "small", 2000), (BIG, "100 KB", 200)):
+        if quick:
+            n //= 4
+        for existing in (False, True):
+            what = "existing" if existing else "new"
+            where = f"{kind}-{what}".replace(" ", "")
+            raw = lmdb.open(
+                str(tmp / f"loop-raw-{where}"),
+                map_size=1 << 34,
+                sync=False,
+                max_readers=1024,
+                mode=0o700,
+            )
+
+            def raw_set(key: str, env: Any = raw, value: Any = value) -> None:
+                with env.begin(write=True) as txn:
+                    txn.put(key.encode(), pickle.dumps(value, protocol=5))
+
+            path = tmp / f"loop-req-{where}"
+            path.mkdir()
+            setters = [
+                ("lmdb-raw-nosync", raw_set),
+                ("every required step", required_setter(path, sync=False, value=value)),
+            ]
+            try:
+                pd_set, _ = persistdict_setter(
+                    tmp / f"loop-pd-{where}", sync=False, value=value
+                )
+                setters.append(("persistdict-nodur", pd_set))
+            except Unavailable as exc:
+                report.emit(f"persistdict skipped: {exc}\n")
+
+            def entry(
+                name: str, set_: Callable[[str], None], n: int = n, old: bool = existing
+            ) -> Entry:
+                def run_round(r: int) -> float:
+                    keys = [f"{name}{r}-{i:06d}" for i in range(n)]
+                    if old:
+                        for k in keys:  # untimed: the keys to overwrite
+                            set_(k)
+                    return timed(lambda: [set_(k) for k in keys]) / n
+
+                return Entry(name, run_round, "lmdb-raw-nosync")
+
+            report.add(
+                run_section(
+                    f"floor loop {where}",
+                    f"d[k] = v of {what} keys, {kind} values, without fsync, in a"
+                    f" loop of {n} a round: raw py-lmdb, every step the design"
+                    " requires by hand, PersistDict",
+                    [entry(name, set_) for name, set_ in setters],
+                    rounds,
+                )
+            )
+            raw.close()
+
+
 def required_read(
     lmdb_env: Any, env: Any
 ) -> tuple[Callable[[str], object], dict[bytes, float]]:
@@ -459,7 +526,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--tmp", default=None, help="scratch directory")
     args = parser.parse_args(argv)
-    return run_standalone([run, read_floors], args.quick, args.tmp)
+    return run_standalone([run, loop_floors, read_floors], args.quick, args.tmp)
 
 
 if __name__ == "__main__":

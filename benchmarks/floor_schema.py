@@ -86,7 +86,15 @@ def layout(
 def required_setter(
     path: Path, *, sync: bool, value: Any = SMALL
 ) -> Callable[[str], None]:
-    """A setter that does, by hand, every step PersistDict's design requires of
+    """``required_writer``'s setter, storing ``value``."""
+    return required_writer(path, sync=sync, value=value)[0]
+
+
+def required_writer(
+    path: Path, *, sync: bool, value: Any = SMALL
+) -> tuple[Callable[..., None], Callable[[], None]]:
+    """A setter ``set_(key, value=value)`` that does, by hand, every step
+    PersistDict's design requires of
     ``d[key] = value`` and nothing else: the pickle and its search for
     ``__main__`` (such a value is written with cloudpickle), the time (the entry's
     creation and write times), the gate token (no resize or fork while a
@@ -117,7 +125,7 @@ def required_setter(
     tokens: list[None] = []
     seq = [0]
 
-    def set_(key: str) -> None:
+    def set_(key: str, value: Any = value) -> None:
         encoded = b"\x01" + key.encode()
         payload = pickle.dumps(value, protocol=5)
         if type(value) not in _NO_GLOBALS and payload.find(b"__main__") >= 0:
@@ -150,7 +158,7 @@ def required_setter(
         if read_u64(mapped, 48)[0] < txn_id:  # (x86_64's offset of the txnid)
             raise ValueError("not committed")
 
-    return set_
+    return set_, env.close
 
 
 def persistdict_setter(

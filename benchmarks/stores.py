@@ -141,6 +141,24 @@ def open_raw_rows(path: Path, *, sync: bool) -> Store:
     return s
 
 
+def open_required(path: Path, *, sync: bool) -> Store:
+    """Every step PersistDict's design requires of ``d[k] = v``, done by hand
+    in raw py-lmdb (floor_schema.required_writer): sets only, beside the write
+    tables' systems as their floor."""
+    from floor_schema import required_writer
+
+    path.mkdir(parents=True, exist_ok=True)
+    set_, close = required_writer(path, sync=sync)
+    s = Store()
+
+    def fill(items: dict[str, Any]) -> None:
+        for k, v in items.items():
+            set_(k, v)
+
+    s.set, s.fill, s.close = set_, fill, close
+    return s
+
+
 RAW_FRESH = """
 import lmdb, pickle
 env = lmdb.open(PATH, map_size=1 << 34, max_readers=1024, mode=0o700)
@@ -305,8 +323,25 @@ SPECS: list[Spec] = [
 ]
 
 
-# Floors that only some tables use (bench_concurrency's writers).
+# Floors that only some tables use: bench_store's sets, bench_concurrency's
+# writers.
 FLOOR_SPECS: list[Spec] = [
+    Spec(
+        "every required step",
+        True,
+        lambda p: open_required(p, sync=True),
+        "sync=True; by hand",
+        RAW_FRESH,
+        dict_like=False,
+    ),
+    Spec(
+        "every required step nosync",
+        False,
+        lambda p: open_required(p, sync=False),
+        "sync=False; by hand",
+        RAW_FRESH,
+        dict_like=False,
+    ),
     Spec(
         "lmdb-2rows",
         True,

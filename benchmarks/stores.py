@@ -323,42 +323,33 @@ SPECS: list[Spec] = [
 ]
 
 
+def _floor_specs(
+    name: str, nosync_name: str, opener: Callable[..., Store], what: str
+) -> list[Spec]:
+    """A floor at each sync setting (a durable one, and one without fsync)."""
+    return [
+        Spec(
+            label,
+            sync,
+            lambda p, sync=sync: opener(p, sync=sync),
+            f"sync={sync}; {what}",
+            RAW_FRESH,
+            dict_like=False,
+        )
+        for label, sync in ((name, True), (nosync_name, False))
+    ]
+
+
 # Floors that only some tables use: bench_store's sets, bench_concurrency's
 # writers.
-FLOOR_SPECS: list[Spec] = [
-    Spec(
-        "every required step",
-        True,
-        lambda p: open_required(p, sync=True),
-        "sync=True; by hand",
-        RAW_FRESH,
-        dict_like=False,
-    ),
-    Spec(
-        "every required step nosync",
-        False,
-        lambda p: open_required(p, sync=False),
-        "sync=False; by hand",
-        RAW_FRESH,
-        dict_like=False,
-    ),
-    Spec(
-        "lmdb-2rows",
-        True,
-        lambda p: open_raw_rows(p, sync=True),
-        "sync=True; PersistDict's two rows per new key",
-        RAW_FRESH,
-        dict_like=False,
-    ),
-    Spec(
-        "lmdb-2rows-nosync",
-        False,
-        lambda p: open_raw_rows(p, sync=False),
-        "sync=False; PersistDict's two rows per new key",
-        RAW_FRESH,
-        dict_like=False,
-    ),
-]
+FLOOR_SPECS: list[Spec] = _floor_specs(
+    "every required step", "every required step nosync", open_required, "by hand"
+) + _floor_specs(
+    "lmdb-2rows",
+    "lmdb-2rows-nosync",
+    open_raw_rows,
+    "PersistDict's two rows per new key",
+)
 
 
 def spec(name: str) -> Spec:

@@ -625,12 +625,13 @@ class PersistDict(dict):  # type: ignore[type-arg]
         (Each call saved is measured in benchmarks/.) Anything else: ``_put``."""
         if len(encoded) > MAX_ID or self._expire_seconds:
             return self._put(env, txn, encoded, key, payload, now)
-        values = env.values
         if self._checksums:  # Codec.check(), its common case written out
             check = b"\x00" + _xxh64(payload, len(encoded))
         else:
             check = self._codec.check(encoded, payload)
-        row = txn.get(encoded, None, values)
+        # (No db argument here and in the puts below: the transaction's own is
+        # the main database, env.values, and py-lmdb parses each argument.)
+        row = txn.get(encoded)
         if row is None:
             # A new key. Its place, after the last one: _next_seq, written out.
             txn_id = txn.id()
@@ -638,9 +639,9 @@ class PersistDict(dict):  # type: ignore[type-arg]
             if txn_id != last_txn and txn_id != last_txn + 1:
                 seq = _last_place(txn, env) + 1
             env.next_seq = (txn_id, seq + 1)
-            # (append: put(key, value, dupdata, overwrite, append, db))
+            # (append: put(key, value, dupdata, overwrite, append))
             place = _pack_place(ORDER_TAG, seq)
-            if not txn.put(place, encoded, True, True, True, values):
+            if not txn.put(place, encoded, True, True, True):
                 env.next_seq = (-2, 0)  # not after the last place: _put asks the db
                 return self._put(env, txn, encoded, key, payload, now)
             if self._key_dumps is None and type(key) is str:  # no original key
@@ -659,7 +660,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
                 new_row = repack_row(row, now, check, payload, None)
             except SignatureError:  # a row cut short: _put replaces the entry
                 return self._put(env, txn, encoded, key, payload, now)
-        txn.put(encoded, new_row, True, True, False, values)
+        txn.put(encoded, new_row)
         return encoded
 
     # -- reading -----------------------------------------------------------------

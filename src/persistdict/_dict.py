@@ -110,7 +110,6 @@ _pack_place = _ORDER_KEY.pack  # order_key(seq) is _pack_place(ORDER_TAG, seq)
 _pack_header = _HEADER.pack  # a row's metadata (see _meta)
 _pack_time = _TIME.pack
 _read_u64 = struct.Struct("=Q").unpack_from
-_now = time.time
 _T_CUSTOM = b"\x10"
 # First bytes of ids that are exactly their key's encoding (str, bytes): the key
 # is rebuilt from the id alone.
@@ -721,6 +720,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
                         not expire or time.time() - entry[3] <= expire
                     ):
                         cache.referenced.add(encoded)
+                        # _layer_hit(), written out: the warm path.
                         if not self._readonly and encoded not in env._pending:
                             env.touch(encoded, time.time())
                         if entry[2]:  # an immutable value, shared
@@ -770,12 +770,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
                         if entry is not None and (
                             not expire or time.time() - entry[3] <= expire
                         ):
-                            if not self._readonly and encoded not in env._pending:
-                                env.touch(encoded, time.time())
-                            if entry[2]:
-                                return entry[0]
-                            loads = self._loads  # (see the loads below)
-                            return loads(entry[1])
+                            return self._layer_hit(env, encoded, entry)
             # (no db: the transaction's own is the main database, env.values;
             # py-lmdb parses each argument passed, see _env)
             record = txn.get(encoded)
@@ -808,7 +803,7 @@ class PersistDict(dict):  # type: ignore[type-arg]
                 # _env): no call to time.time(), and one float for many reads.
                 env._pending[encoded] = env.clock
             else:
-                env.touch(encoded, _now())  # starts the thread (and the clock)
+                env.touch(encoded, time.time())  # starts the thread and the clock
         if env._flush_wanted:  # access times to write (see Env.flush_due)
             env.flush_due()
         # Codec.open(), its common case written out: a row of flags 0 (its record
@@ -841,6 +836,13 @@ class PersistDict(dict):  # type: ignore[type-arg]
         return value
 
     _lookup = __getitem__
+
+    def _layer_hit(self, env: Env, encoded: bytes, entry: LayerEntry) -> Any:
+        """The value of a memory-layer entry served to a read, whose access time
+        it records (unless read before in this batch, or read-only)."""
+        if not self._readonly and encoded not in env._pending:
+            env.touch(encoded, time.time())
+        return entry[0] if entry[2] else self._loads(entry[1])
 
     def _payload(self, key: Any, entry_id: bytes, row: Buffer) -> Buffer:
         """The payload of a row's record, its checksum verified (as

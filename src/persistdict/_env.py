@@ -485,7 +485,8 @@ class Env:
         self._pending: dict[bytes, float] = {}
         # The time recorded for a read (see CLOCK_TICK): current to within a
         # tick while _flusher is set (touch() sets it when it starts the
-        # thread; a flush sets it when done), stale otherwise.
+        # thread, the thread every tick, a long flush as it goes), stale
+        # otherwise.
         self.clock = time.time()
         self._pending_lock = _thread.allocate_lock()
         # Held for a whole flush: one flush at a time, and the exit handler

@@ -38,7 +38,6 @@ __all__ = [
     "Buffer",
     "EntryMetadata",
     "MetaRecord",
-    "pack_atime",
     "pack_row",
     "record_start",
     "repack_row",
@@ -223,10 +222,6 @@ def row_written(row: Buffer) -> float:
         return float(_TIME.unpack_from(row, _WRITTEN_OFFSET)[0])
     except struct.error:
         raise damaged_row() from None
-
-
-def pack_atime(atime: float) -> bytes:
-    return _TIME.pack(atime)
 
 
 def unpack_atime(raw: Buffer) -> float:
